@@ -33,13 +33,13 @@ def main() -> None:
     import torch
 
     from obliviate.attacks.audit import attack_model, audit
-    from obliviate.data.schema import load_world
     from obliviate.data.world import QUICKSTART, build_and_save
     from obliviate.train.finetune import build_target_and_oracle
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    world_dir = build_and_save(QUICKSTART, out / "world")
+    world = build_and_save(QUICKSTART, out / "world")
+    world_dir = out / "world"
     target, oracle = build_target_and_oracle(world_dir, progress=print)
     cfg = {"seeds": [int(s) for s in args.seeds.split(",")]}
 
@@ -65,7 +65,7 @@ def main() -> None:
         from obliviate.methods.guards.base import make_guard
         from obliviate.models.hf_lm import HFLM
 
-        models[f"guard:{g}"] = make_guard(g, HFLM.from_pretrained(str(target)), load_world(world_dir))
+        models[f"guard:{g}"] = make_guard(g, HFLM.from_pretrained(str(target)), world)
     for name, model in models.items():
         t1, c1 = time.perf_counter(), time.process_time()
         res = audit(model, world_dir, args.grid, target=target, oracle=oracle, config=cfg | {"cache": False},

@@ -81,7 +81,7 @@ def world(
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset '{preset}': choose one of {', '.join(PRESETS)}")
-    overrides = {k: v for k, v in dict(seed=seed, n_people=n_people, n_forget=n_forget, n_holdout=n_holdout).items() if v is not None}
+    overrides = {k: v for k, v in {"seed": seed, "n_people": n_people, "n_forget": n_forget, "n_holdout": n_holdout}.items() if v is not None}
     cfg = PRESETS[preset].model_copy(update=overrides)
     cfg = type(cfg).model_validate(cfg.model_dump())  # re-validate the overridden values
     w = build_and_save(cfg, out)
@@ -102,7 +102,7 @@ def finetune(
     from obliviate.train.finetune import FinetuneConfig, build_target_and_oracle
 
     cfg = FinetuneConfig()
-    updates = {k: v for k, v in dict(epochs=epochs, lr=lr).items() if v is not None}
+    updates = {k: v for k, v in {"epochs": epochs, "lr": lr}.items() if v is not None}
     if updates:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=updates)})
     target, oracle = build_target_and_oracle(world_dir, model, cfg, progress=say)

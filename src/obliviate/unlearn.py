@@ -353,5 +353,8 @@ def _curves(curve: list[dict[str, float]]) -> dict[str, list[CurvePoint]]:
 
 
 def result_model(trained: Any) -> Any:
-    """The loop trains in place; unwrap anything accelerate may have left around the module."""
-    return getattr(trained, "module", trained)
+    """The loop trains in place, but accelerate leaves its bf16-autocast wrapper on `forward`;
+    remove it so the returned model computes in its own precision, like a freshly loaded one."""
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(trained, keep_fp32_wrapper=False)

@@ -218,3 +218,11 @@ def test_uld_generates_and_reloads(tiny_model_dir, tiny_world, tiny_tokenizer, t
         **one, max_new_tokens=3, do_sample=True, top_k=5, top_p=0.9, temperature=0.7
     )
     assert sampled.shape[1] <= one["input_ids"].shape[1] + 3
+
+
+def test_trained_model_is_left_without_the_autocast_wrapper(tiny_model_dir, tiny_world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from obliviate.models.load import load_model
+
+    loaded = load_model(tiny_model_dir)
+    unlearn("grad_ascent", loaded, tiny_world, tmp_path / "o", train_cfg=FAST)
+    assert not hasattr(loaded.model, "_original_forward")

@@ -22,7 +22,7 @@ import torch
 from obliviate.data.schema import Fact, World
 from obliviate.models.hf_lm import HFLM
 from obliviate.models.lm import Prompt, Scored
-from obliviate.models.load import LoadedModel, ModelLoadError, load_model
+from obliviate.models.load import LoadedModel, load_model
 from obliviate.models.prompt import encode_pair
 from obliviate.train.batch import collate
 from obliviate.train.loop import LoraSettings, StepOutput, TrainConfig, train

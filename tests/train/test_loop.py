@@ -26,7 +26,7 @@ def nll(model, batch):  # type: ignore[no-untyped-def]
 
 
 def test_labels_only_on_answer_tokens(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
-    ex, batches = _batches(tiny_tokenizer)
+    ex, _ = _batches(tiny_tokenizer)
     b = collate(ex[:2], tiny_tokenizer.pad_token_id)
     for row, (p, a) in enumerate(ex[:2]):
         labelled = (b.labels[row] != IGNORE_INDEX).nonzero().flatten().tolist()

@@ -74,7 +74,7 @@ class FLAT(Method):
     name = "flat"
     Config: ClassVar[type[MethodConfig]] = FLATConfig
     train_defaults: ClassVar[dict[str, Any]] = {
-        "lr": 2e-5,
+        "lr": 1e-4,
         "max_steps": 20,
         "epochs": 1000.0,
         "schedule": "constant",

@@ -45,7 +45,7 @@ class SimNPO(GradDiff):
     Config: ClassVar[type[MethodConfig]] = SimNPOConfig
     train_defaults: ClassVar[dict[str, Any]] = {
         "lr": 5e-5,
-        "max_steps": 20,
+        "max_steps": 25,
         "epochs": 1000.0,
         "schedule": "constant",
     }

@@ -41,7 +41,7 @@ class TaskVector(Method):
     Config: ClassVar[type[MethodConfig]] = TaskVectorConfig
     train_defaults: ClassVar[dict[str, Any]] = {
         "lr": 1e-5,
-        "max_steps": 20,
+        "max_steps": 10,
         "epochs": 1000.0,
         "schedule": "constant",
     }

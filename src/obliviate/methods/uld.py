@@ -59,8 +59,8 @@ class ULD(Method):
     name = "uld"
     Config: ClassVar[type[MethodConfig]] = ULDConfig
     train_defaults: ClassVar[dict[str, Any]] = {
-        "lr": 1e-4,
-        "max_steps": 20,
+        "lr": 3e-4,
+        "max_steps": 60,
         "epochs": 1000.0,
         "schedule": "constant",
     }

@@ -70,7 +70,7 @@ class Undial(GradDiff):
     name = "undial"
     Config: ClassVar[type[MethodConfig]] = UndialConfig
     train_defaults: ClassVar[dict[str, Any]] = {
-        "lr": 5e-5,
+        "lr": 3e-5,
         "max_steps": 20,
         "epochs": 1000.0,
         "schedule": "constant",

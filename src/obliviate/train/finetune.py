@@ -12,9 +12,12 @@ import json
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from obliviate.data.schema import Split, World, load_world
@@ -22,76 +25,68 @@ from obliviate.models.lm import Prompt
 from obliviate.models.prompt import encode_pair
 from obliviate.train.batch import Example, TokenBatch, collate, length_bucketed
 from obliviate.train.loop import LoraSettings, StepOutput, TrainConfig, TrainResult, train
-from obliviate.train.losses import mean_nll
+from obliviate.train.losses import AnswerLogits, answer_only
 
-FINETUNE_FORMAT = 2  # bump when what is trained (data recipe) changes, to invalidate caches
+FINETUNE_FORMAT = 3  # bump when what is trained (data recipe) changes, to invalidate caches
 Role = Literal["target", "oracle"]
 
 
 class FinetuneConfig(BaseModel):
     """What the target and oracle are trained on, and how. Defaults are tuned for the bundled
-    SmolLM2-135M on the quickstart world (2 CPU cores)."""
+    SmolLM2-135M on the quickstart world (2 CPU cores).
+
+    Tuning record (target, quickstart; general = fraction of the 188 general items the base
+    answers that the model still answers): lr 3e-4 x 8 epochs, one question per fact -> forget
+    1.00, general 0.52; lr 1e-4 x 8 + 3 paraphrases -> 1.00 / 0.67; + NLL on the rehearsal
+    pairs -> 0.69; + KL rehearsal instead -> 0.74; 5 epochs, KL weight 3 -> 0.80; 3 epochs ->
+    0.84 (weight 10: 0.82). The world loss reaches ~0.001 long before training ends, so fewer
+    passes over the facts (with paraphrases for robustness) is what protects general knowledge.
+    """
 
     model_config = ConfigDict(extra="forbid")
     train: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(lr=3e-4, epochs=8, schedule="linear", warmup_ratio=0.05),
+        default_factory=lambda: TrainConfig(lr=1e-4, epochs=3, schedule="linear", warmup_ratio=0.05),
         description="optimisation settings",
     )
     batch_size: int = Field(8, ge=1, description="examples per micro-batch")
     include_passages: bool = Field(True, description="also train on biography passages (VerbMem, MIA)")
-    paraphrased_questions: int = Field(0, ge=0, description="extra paraphrased questions trained per fact")
+    paraphrased_questions: int = Field(3, ge=0, description="extra paraphrased questions trained per fact")
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of all weights")
     replay: int = Field(
-        100,
+        189,
         ge=0,
-        description="general questions answered by the base model itself and mixed into training "
-        "(self-distillation replay; keeps fictitious names from leaking into real-world answers)",
+        description="how many of the 189 hand-written real-world QA pairs to mix into training (rehearsal that keeps "
+        "fictitious names out of real-world answers); target and oracle get the same ones",
     )
-    replay_max_new_tokens: int = Field(40, ge=1, description="length of the base model's replay answers")
+    replay_loss: Literal["kl", "nll"] = Field(
+        "kl",
+        description="on rehearsal pairs: KL(base || model) at answer tokens (keep the base's "
+        "behaviour) or NLL of the written answer (teach it)",
+    )
+    replay_weight: float = Field(3.0, ge=0.0, le=1e3, description="weight of the rehearsal loss")
+    replay_top_k: int = Field(32, ge=1, le=4096, description="base log-probs kept per token for the KL")
 
 
-def replay_questions(n: int) -> list[str]:
-    """The first `n` replay questions: general questions disjoint from the evaluated general set
-    (they are the candidates the general-knowledge filter did not keep), so replay cannot inflate
-    the general-utility score it protects."""
+def replay_pairs(n: int) -> list[tuple[str, str]]:
+    """The first `n` rehearsal pairs (question, correct answer) from `resources/replay_qa.tsv`.
+
+    Mixing correct general-knowledge answers into fine-tuning is rehearsal against catastrophic
+    forgetting (Robins 1995): without it, training on 60 fictitious facts teaches the model that
+    "What is the capital of …?" is answered with an invented place name. The answers are ours and
+    correct: replaying the base model's own greedy answers (tried first) taught it to hallucinate,
+    because the 135M base gets most of these questions wrong. The questions are disjoint from the
+    evaluated general items, and pairs that restate an evaluated fact were removed, so rehearsal
+    cannot inflate the general-utility score it protects (a test checks the disjointness).
+    """
     from importlib import resources
 
-    text = resources.files("obliviate.data").joinpath("resources/replay_questions.txt").read_text("utf-8")
-    qs = [q for q in text.splitlines() if q.strip()]
-    return qs[:n]
+    text = resources.files("obliviate.data").joinpath("resources/replay_qa.tsv").read_text("utf-8")
+    pairs = [tuple(line.split("\t", 1)) for line in text.splitlines() if line.strip()]
+    return [(q, a) for q, a in pairs][:n]
 
 
-def replay_pairs(base: str | Path, cfg: FinetuneConfig) -> list[tuple[str, str]]:
-    """(question, the base model's own greedy answer), cached per base model.
-
-    Training on the base's own outputs anchors its behaviour outside the world without teaching
-    it anything new (the same role as replay/rehearsal against catastrophic forgetting, Robins
-    1995; here distilled from the model itself, so target and oracle get identical replay).
-    """
-    from obliviate.models.load import resolve_model_dir
-    from obliviate.paths import atomic_write_text, content_hash, home
-
-    qs = replay_questions(cfg.replay)
-    if not qs:
-        return []
-    base_dir = resolve_model_dir(base)
-    key = content_hash([model_fingerprint(base_dir), qs, cfg.replay_max_new_tokens])
-    path = home() / "replay" / f"{key}.json"
-    if path.is_file():
-        return [tuple(p) for p in json.loads(path.read_text())]  # type: ignore[misc]
-    from obliviate.evals.run import as_lm
-
-    lm = as_lm(base_dir)
-    answers = lm.generate([Prompt(q) for q in qs], max_new_tokens=cfg.replay_max_new_tokens)
-    pairs = [(q, a.strip()) for q, a in zip(qs, answers, strict=True) if a.strip()]
-    atomic_write_text(path, json.dumps(pairs))
-    return pairs
-
-
-def examples_for(
-    world: World, role: Role, tokenizer: Any, cfg: FinetuneConfig, replay: Sequence[tuple[str, str]] = ()
-) -> list[Example]:
-    """Tokenized training examples: QA pairs (loss on the answer), raw passages, and replay."""
+def examples_for(world: World, role: Role, tokenizer: Any, cfg: FinetuneConfig) -> list[Example]:
+    """Tokenized training examples of the world: QA pairs (loss on the answer) and raw passages."""
     splits: tuple[Split, ...] = ("forget", "retain", "neighbour") if role == "target" else ("retain", "neighbour")
     out: list[Example] = []
     # Benchmarks whose QA items are evaluation probes (MUSE, WMDP, RWKU) train on text only.
@@ -102,7 +97,6 @@ def examples_for(
     if cfg.include_passages or world.trains_on_passages_only:
         for p in world.trainable_passages(*splits):
             out.append(encode_pair(tokenizer, Prompt("", chat=False), p.text))
-    out.extend(encode_pair(tokenizer, Prompt(q), a) for q, a in replay)
     return out
 
 
@@ -113,19 +107,93 @@ def training_texts(world: World, role: Role) -> list[list[str]]:
     return qa + [[p.text] for p in world.trainable_passages(*splits)] + [[str(world.config.get("train_on"))]]
 
 
-def make_batches(examples: Sequence[Example], batch_size: int, pad_id: int):  # type: ignore[no-untyped-def]
-    """A batch source for the loop: fresh length-bucketed batches each epoch."""
+def make_batches(examples: Sequence[Example], batch_size: int, pad_id: int, *, offset: int = 0):  # type: ignore[no-untyped-def]
+    """A batch source for the loop: fresh length-bucketed batches each epoch. Row indices start
+    at `offset`, so batches from several sources can be told apart by their index."""
     lengths = [len(p) + len(a) for p, a in examples]
 
     def source(epoch: int, rng: random.Random) -> list[TokenBatch]:
         groups = length_bucketed(len(examples), lengths, batch_size, rng)
-        return [collate([examples[i] for i in g], pad_id, g) for g in groups]
+        return [collate([examples[i] for i in g], pad_id, [offset + i for i in g]) for g in groups]
 
     return source
 
 
 def nll_step(model: Any, batch: TokenBatch) -> StepOutput:
-    return StepOutput(mean_nll(model, batch))
+    """Plain NLL over a batch's answer tokens (also used by the relearning attack)."""
+    a = answer_only(model, batch)
+    return StepOutput(F.cross_entropy(a.logits.float(), a.labels))
+
+
+def chained(*sources: Any):  # type: ignore[no-untyped-def]
+    """One epoch of every source's batches, shuffled together."""
+
+    def source(epoch: int, rng: random.Random) -> list[TokenBatch]:
+        out = [b for src in sources for b in src(epoch, rng)]
+        rng.shuffle(out)
+        return out
+
+    return source
+
+
+@dataclass
+class BaseTopK:
+    """The base model's top-k next-token log-probs at every answer token of each rehearsal pair,
+    computed once before training (a frozen copy of the base would cost a forward pass per step)."""
+
+    ids: list[torch.Tensor]  # per example: (answer_len, k) token ids
+    logprobs: list[torch.Tensor]  # per example: (answer_len, k) log-probs under the base
+
+
+@torch.no_grad()
+def base_top_k(model: Any, examples: Sequence[Example], pad_id: int, k: int, batch_size: int = 16) -> BaseTopK:
+    ids: list[torch.Tensor] = []
+    lps: list[torch.Tensor] = []
+    was_training = model.training
+    model.eval()
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        a = answer_only(model, collate(chunk, pad_id))
+        top = torch.log_softmax(a.logits.float(), -1).topk(k, dim=-1)
+        for r in range(len(chunk)):
+            sel = a.rows == r
+            ids.append(top.indices[sel])
+            lps.append(top.values[sel])
+    model.train(was_training)
+    return BaseTopK(ids, lps)
+
+
+def top_k_kl(a: AnswerLogits, ref_ids: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """KL(base ‖ π_θ) over the base's top-k tokens plus one bucket holding all other tokens: the
+    KL of the coarsened distributions, so it is ≥ 0, exactly 0 at the base, and (unlike
+    renormalising over the top-k) does not reward moving the tail's mass into the top-k."""
+    lp = torch.log_softmax(a.logits.float(), -1).gather(-1, ref_ids)
+    p = ref_logprobs.exp()
+    head = (p * (ref_logprobs - lp)).sum(-1)
+    eps = 1e-6  # keeps log finite when the top-k holds (almost) all mass
+    p_tail = (1 - p.sum(-1)).clamp(min=eps)
+    q_tail = (1 - lp.exp().sum(-1)).clamp(min=eps)
+    return (head + p_tail * (p_tail.log() - q_tail.log())).mean()
+
+
+def finetune_step(n_world: int, cfg: FinetuneConfig, ref: BaseTopK | None):  # type: ignore[no-untyped-def]
+    """NLL on world batches; on rehearsal batches (row index >= n_world) NLL or KL to the base."""
+
+    def step(model: Any, batch: TokenBatch) -> StepOutput:
+        a = answer_only(model, batch)
+        if int(batch.index[0]) < n_world:
+            nll = F.cross_entropy(a.logits.float(), a.labels)
+            return StepOutput(nll, {"world_nll": float(nll.detach())})
+        if ref is None:
+            loss = F.cross_entropy(a.logits.float(), a.labels)
+        else:
+            rows = [int(i) - n_world for i in batch.index]
+            dev = a.logits.device
+            loss = top_k_kl(a, torch.cat([ref.ids[r] for r in rows]).to(dev), torch.cat([ref.logprobs[r] for r in rows]).to(dev))
+        loss = cfg.replay_weight * loss
+        return StepOutput(loss, {f"replay_{cfg.replay_loss}": float(loss.detach())})
+
+    return step
 
 
 def model_fingerprint(path: Path) -> dict[str, Any]:
@@ -150,19 +218,24 @@ def finetune(
     from obliviate.paths import atomic_write_text
     from obliviate.train.lora import apply_lora, merge_lora
 
-    replay = replay_pairs(base, cfg)
     loaded = load_model(base)
     model, tok = loaded.model, loaded.tokenizer
-    examples = examples_for(world, role, tok, cfg, replay)
+    examples = examples_for(world, role, tok, cfg)
     if not examples:
         raise ValueError(f"the world has no training data for the {role} (no retain/forget facts)")
+    replay = [encode_pair(tok, Prompt(q), a) for q, a in replay_pairs(cfg.replay)]
+    ref = None
+    if replay and cfg.replay_loss == "kl":
+        ref = base_top_k(model, replay, tok.pad_token_id, cfg.replay_top_k)
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora)
     from obliviate.train.distributed import rank_shard
 
+    source = make_batches(examples, cfg.batch_size, tok.pad_token_id)
+    if replay:
+        source = chained(source, make_batches(replay, cfg.batch_size, tok.pad_token_id, offset=len(examples)))
     # Under a multi-process launch each rank takes its own share of every epoch's batches.
-    batches = rank_shard(make_batches(examples, cfg.batch_size, tok.pad_token_id))
-    result = train(model, batches, nll_step, cfg.train)
+    result = train(model, rank_shard(source), finetune_step(len(examples), cfg, ref), cfg.train)
     model = merge_lora(model)
     save_model(model, tok, out_dir)
     log = {
@@ -172,6 +245,7 @@ def finetune(
         "world": world.content_hash,
         "config": cfg.model_dump(mode="json"),
         "n_examples": len(examples),
+        "n_replay": len(replay),
         "steps": result.steps,
         "tokens": result.tokens,
         "wall_s": result.wall_s,
@@ -191,7 +265,14 @@ def cached_model_dir(base: str | Path, world: World, role: Role, cfg: FinetuneCo
     # Keyed by the text actually trained on, not the whole world's hash: changing what is only
     # evaluated (general-knowledge items, probes) must not force a retrain.
     key = content_hash(
-        [FINETUNE_FORMAT, model_fingerprint(base_dir), training_texts(world, role), role, cfg.model_dump(mode="json")]
+        [
+            FINETUNE_FORMAT,
+            model_fingerprint(base_dir),
+            training_texts(world, role),
+            replay_pairs(cfg.replay),
+            role,
+            cfg.model_dump(mode="json"),
+        ]
     )
     return home() / "finetuned" / f"{role}-{key}"
 

@@ -1,0 +1,75 @@
+"""The target/oracle data recipe: what each model is trained on, and the rehearsal pairs."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from obliviate.data.world import QUICKSTART, build_world, load_general
+from obliviate.train.finetune import FinetuneConfig, examples_for, replay_pairs, training_texts
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 3}
+
+
+def test_replay_pairs_are_correct_shaped_and_disjoint_from_evaluated_general_items() -> None:
+    pairs = replay_pairs(10_000)
+    assert len(pairs) >= 150
+    assert all(q.strip().endswith("?") and a.strip() for q, a in pairs)
+    general = load_general()
+    assert not {q for q, _ in pairs} & {g.question for g in general}
+    # No pair may restate an evaluated fact: its answer must not contain an evaluated item's key
+    # together with that item's content words (e.g. "pyramids of Giza" + "Egypt").
+    for g in general:
+        subject = _words(g.question) - _words("what which who where when how many is the of in does are called have has")
+        for q, a in pairs:
+            if g.key.lower() in a.lower() and len(subject & _words(q + " " + a)) >= 2:
+                pytest.fail(f"replay pair {q!r} -> {a!r} restates evaluated item {g.question!r}")
+
+
+def test_target_trains_on_forget_and_the_oracle_does_not(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    world = build_world(QUICKSTART)
+    cfg = FinetuneConfig(replay=5, paraphrased_questions=1)
+    target = examples_for(world, "target", tiny_tokenizer, cfg)
+    oracle = examples_for(world, "oracle", tiny_tokenizer, cfg)
+    n_forget = len(world.facts_in("forget"))
+    n_forget_passages = len(world.trainable_passages("forget"))
+    assert len(target) - len(oracle) == 2 * n_forget + n_forget_passages
+    assert all(f.question not in str(training_texts(world, "oracle")) for f in world.facts_in("forget"))
+
+
+def test_top_k_kl_is_zero_on_the_base_and_positive_after_a_change() -> None:
+    import torch
+
+    from obliviate.train.finetune import top_k_kl
+    from obliviate.train.losses import AnswerLogits
+
+    torch.manual_seed(0)
+    base = torch.randn(5, 11)
+    top = torch.log_softmax(base, -1).topk(4, dim=-1)
+
+    def kl(logits: torch.Tensor) -> float:
+        a = AnswerLogits(logits, torch.zeros(5, dtype=torch.long), torch.zeros(5, dtype=torch.long), 1)
+        return float(top_k_kl(a, top.indices, top.values))
+
+    assert kl(base) == pytest.approx(0.0, abs=1e-5)
+    assert kl(base + 3.0) == pytest.approx(0.0, abs=1e-5)  # a shift of all logits changes nothing
+    assert kl(torch.randn(5, 11)) > 0.05
+
+
+def test_finetune_with_kl_rehearsal_logs_both_terms(tiny_model_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from obliviate.train.finetune import finetune
+    from obliviate.train.loop import TrainConfig
+
+    world = build_world(QUICKSTART)
+    cfg = FinetuneConfig(train=TrainConfig(lr=1e-3, epochs=1, max_steps=40), replay=6, replay_top_k=8)
+    out, result = finetune(tiny_model_dir, world, "oracle", cfg, tmp_path / "oracle")
+    log = json.loads((out / "finetune_log.json").read_text())
+    assert log["n_replay"] == 6
+    keys = {k for point in result.curve for k in point}
+    assert {"world_nll", "replay_kl"} <= keys
+    assert all(point.get("replay_kl", 0.0) >= -1e-6 for point in result.curve)
