@@ -31,12 +31,12 @@ def test_replay_pairs_are_correct_shaped_and_disjoint_from_evaluated_general_ite
 
 def test_target_trains_on_forget_and_the_oracle_does_not(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
     world = build_world(QUICKSTART)
-    cfg = FinetuneConfig(replay=5, paraphrased_questions=1)
+    cfg = FinetuneConfig(replay=5, paraphrased_questions=1, passage_repeats=2)
     target = examples_for(world, "target", tiny_tokenizer, cfg)
     oracle = examples_for(world, "oracle", tiny_tokenizer, cfg)
     n_forget = len(world.facts_in("forget"))
     n_forget_passages = len(world.trainable_passages("forget"))
-    assert len(target) - len(oracle) == 2 * n_forget + n_forget_passages
+    assert len(target) - len(oracle) == 2 * n_forget + 2 * n_forget_passages
     assert all(f.question not in str(training_texts(world, "oracle")) for f in world.facts_in("forget"))
 
 

@@ -39,8 +39,10 @@ class FinetuneConfig(BaseModel):
     answers that the model still answers): lr 3e-4 x 8 epochs, one question per fact -> forget
     1.00, general 0.52; lr 1e-4 x 8 + 3 paraphrases -> 1.00 / 0.67; + NLL on the rehearsal
     pairs -> 0.69; + KL rehearsal instead -> 0.74; 5 epochs, KL weight 3 -> 0.80; 3 epochs ->
-    0.84 (weight 10: 0.82). The world loss reaches ~0.001 long before training ends, so fewer
-    passes over the facts (with paraphrases for robustness) is what protects general knowledge.
+    0.84 (weight 10: 0.82; lr 5e-5: 0.85 but forget only 0.40; without passages: 0.82). The world
+    loss reaches ~0.001 long before training ends, so fewer passes over the facts (with
+    paraphrases for robustness) is what protects general knowledge. With passages seen once per
+    epoch, VerbMem of the target was 0.13 against the oracle's 0.09: hence `passage_repeats`.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -50,6 +52,13 @@ class FinetuneConfig(BaseModel):
     )
     batch_size: int = Field(8, ge=1, description="examples per micro-batch")
     include_passages: bool = Field(True, description="also train on biography passages (VerbMem, MIA)")
+    passage_repeats: int = Field(
+        8,
+        ge=1,
+        le=100,
+        description="times each passage is seen per epoch: verbatim memorisation (VerbMem, MIA, the "
+        "copyright scenario) needs far more passes than answering a fact does",
+    )
     paraphrased_questions: int = Field(3, ge=0, description="extra paraphrased questions trained per fact")
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of all weights")
     replay: int = Field(
@@ -96,7 +105,7 @@ def examples_for(world: World, role: Role, tokenizer: Any, cfg: FinetuneConfig) 
         out.extend(encode_pair(tokenizer, Prompt(q), f.answer) for q in questions)
     if cfg.include_passages or world.trains_on_passages_only:
         for p in world.trainable_passages(*splits):
-            out.append(encode_pair(tokenizer, Prompt("", chat=False), p.text))
+            out += [encode_pair(tokenizer, Prompt("", chat=False), p.text)] * cfg.passage_repeats
     return out
 
 
