@@ -172,7 +172,7 @@ class Trainer(Generic[B]):
                 step += 1
                 if step % self.cfg.log_every == 0 or step == total:
                     row = {k: sum(v) / len(v) for k, v in running.items()}
-                    row.update(step=step, epoch=epoch, lr=sched.get_last_lr()[0])
+                    row.update(step=step, epoch=epoch, lr=float(sched.get_last_lr()[0]))
                     curve.append(row)
                     running = {}
                     for cb in self.callbacks:
