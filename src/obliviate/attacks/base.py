@@ -161,13 +161,12 @@ class AttackContext:
         from obliviate.evals.metrics.knowledge import fact_accuracy
 
         keys = list(keys) if keys is not None else [f.key for f in facts]
-        live = [i for i, p in enumerate(prompts) if p is not None]
-        outs = self.answer(lm, [prompts[i] for i in live], sampling)  # type: ignore[misc]
+        live = [(i, p) for i, p in enumerate(prompts) if p is not None]
+        outs = self.answer(lm, [p for _, p in live], sampling)
         scores = {f.id: float("nan") for f in facts}
         samples = []
-        for i, out in zip(live, outs, strict=True):
-            f, p = facts[i], prompts[i]
-            assert p is not None
+        for (i, p), out in zip(live, outs, strict=True):
+            f = facts[i]
             hit = fact_accuracy(out, keys[i])
             scores[f.id] = hit
             samples.append(Evidence(fact_id=f.id, prompt=show_prompt(p), answer=f.answer,

@@ -42,7 +42,8 @@ class ProbeConfig(AttackConfig):
 
 def statements(fact: Fact) -> list[Prompt]:
     """The question answered with each MCQ option in place of the key (4 prompts)."""
-    assert fact.mcq is not None
+    if fact.mcq is None:
+        raise ValueError(f"fact {fact.id} has no multiple-choice options: the probe needs its MCQ distractors")
     template = fact.answer if fact.key in fact.answer else "The answer is " + fact.key + "."
     return [Prompt(fact.question, prefill=template.replace(fact.key, c)) for c in fact.mcq.choices]
 

@@ -113,19 +113,18 @@ def mcq_cell(model: LM, ctx: AttackContext) -> tuple[dict[str, float], list[Evid
         mcq_prompt,
     )
 
-    facts = [f for f in ctx.probes if f.mcq is not None]
-    items = [Scored(Prompt(mcq_prompt(f.mcq), chat=False), c) for f in facts for c in mcq_continuations()]  # type: ignore[arg-type]
+    with_mcq = [(f, f.mcq) for f in ctx.probes if f.mcq is not None]
+    items = [Scored(Prompt(mcq_prompt(q), chat=False), c) for _, q in with_mcq for c in mcq_continuations()]
     stats = model.token_stats(items)
     scores = {f.id: float("nan") for f in ctx.probes}
     samples = []
-    for i, f in enumerate(facts):
-        assert f.mcq is not None
+    for i, (f, q) in enumerate(with_mcq):
         letter = stats[4 * i : 4 * i + 4]
-        hit = mcq_correct(letter, f.mcq.answer)
+        hit = mcq_correct(letter, q.answer)
         pick = max(range(4), key=lambda j: float(letter[j].logprobs.sum()))
         scores[f.id] = hit
-        samples.append(Evidence(fact_id=f.id, prompt=mcq_prompt(f.mcq), answer=f.key,
-                                output=f"{LETTERS[pick]} ({f.mcq.choices[pick]})", recovered=bool(hit)))
+        samples.append(Evidence(fact_id=f.id, prompt=mcq_prompt(q), answer=f.key,
+                                output=f"{LETTERS[pick]} ({q.choices[pick]})", recovered=bool(hit)))
     return scores, samples
 
 

@@ -9,8 +9,9 @@ log-softmax and statistics are computed in fp32 from its logits, so the full (T,
 log-probability matrix of a sequence is never materialised.
 
 Precision. `bf16=True` runs the transformer's matmuls under CPU bf16 autocast (weights stay
-fp32; autocast casts them once per call); logits are cast to fp32 before any statistic. Measured on SmolLM2-135M, 2 threads (64 answers, ~5.6k tokens): scoring ran at 1744
-forward tokens/s under bf16 vs 233 under fp32; per-token log p moved by 0.029 nats on average
+fp32; autocast casts them once per call); logits are cast to fp32 before any statistic.
+Measured on SmolLM2-135M, 2 threads (64 answers, ~5.6k tokens): scoring ran at 1744 forward
+tokens/s under bf16 vs 233 under fp32; per-token log p moved by 0.029 nats on average
 (max 0.35) and each sequence's mean log p by < 0.8% (relative) — well inside the run-to-run
 noise of any metric built on them, so bf16 is the scoring default. Greedy generation is
 different: under bf16, 5 of 16 answers diverged from the fp32 decode at near-ties (e.g. "January

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from obliviate.data.schema import Split, World, load_world
@@ -25,7 +24,7 @@ from obliviate.models.lm import Prompt
 from obliviate.models.prompt import encode_pair
 from obliviate.train.batch import Example, TokenBatch, collate, length_bucketed
 from obliviate.train.loop import LoraSettings, StepOutput, TrainConfig, TrainResult, train
-from obliviate.train.losses import AnswerLogits, answer_only
+from obliviate.train.losses import AnswerLogits, answer_only, mean_nll
 
 FINETUNE_FORMAT = 3  # bump when what is trained (data recipe) changes, to invalidate caches
 Role = Literal["target", "oracle"]
@@ -61,11 +60,12 @@ class FinetuneConfig(BaseModel):
     )
     paraphrased_questions: int = Field(3, ge=0, description="extra paraphrased questions trained per fact")
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of all weights")
-    replay: int = Field(
-        189,
+    replay: int | None = Field(
+        None,
         ge=0,
-        description="how many of the 189 hand-written real-world QA pairs to mix into training (rehearsal that keeps "
-        "fictitious names out of real-world answers); target and oracle get the same ones",
+        description="how many of the hand-written real-world QA pairs to mix into training (None: "
+        "all; rehearsal that keeps fictitious names out of real-world answers); target and oracle "
+        "get the same ones",
     )
     replay_loss: Literal["kl", "nll"] = Field(
         "kl",
@@ -76,8 +76,8 @@ class FinetuneConfig(BaseModel):
     replay_top_k: int = Field(32, ge=1, le=4096, description="base log-probs kept per token for the KL")
 
 
-def replay_pairs(n: int) -> list[tuple[str, str]]:
-    """The first `n` rehearsal pairs (question, correct answer) from `resources/replay_qa.tsv`.
+def replay_pairs(n: int | None = None) -> list[tuple[str, str]]:
+    """The first `n` (None: all) rehearsal pairs (question, correct answer) from `resources/replay_qa.tsv`.
 
     Mixing correct general-knowledge answers into fine-tuning is rehearsal against catastrophic
     forgetting (Robins 1995): without it, training on 60 fictitious facts teaches the model that
@@ -90,8 +90,8 @@ def replay_pairs(n: int) -> list[tuple[str, str]]:
     from importlib import resources
 
     text = resources.files("obliviate.data").joinpath("resources/replay_qa.tsv").read_text("utf-8")
-    pairs = [tuple(line.split("\t", 1)) for line in text.splitlines() if line.strip()]
-    return [(q, a) for q, a in pairs][:n]
+    pairs = [line.split("\t", 1) for line in text.splitlines() if line.strip()]
+    return [(q, a) for q, a in pairs[:n]]
 
 
 def examples_for(world: World, role: Role, tokenizer: Any, cfg: FinetuneConfig) -> list[Example]:
@@ -130,8 +130,7 @@ def make_batches(examples: Sequence[Example], batch_size: int, pad_id: int, *, o
 
 def nll_step(model: Any, batch: TokenBatch) -> StepOutput:
     """Plain NLL over a batch's answer tokens (also used by the relearning attack)."""
-    a = answer_only(model, batch)
-    return StepOutput(F.cross_entropy(a.logits.float(), a.labels))
+    return StepOutput(mean_nll(model, batch))
 
 
 def chained(*sources: Any):  # type: ignore[no-untyped-def]
@@ -156,6 +155,7 @@ class BaseTopK:
 
 @torch.no_grad()
 def base_top_k(model: Any, examples: Sequence[Example], pad_id: int, k: int, batch_size: int = 16) -> BaseTopK:
+    """One no-grad pass of the base over the rehearsal pairs, keeping the top-k per answer token."""
     ids: list[torch.Tensor] = []
     lps: list[torch.Tensor] = []
     was_training = model.training
@@ -189,16 +189,16 @@ def finetune_step(n_world: int, cfg: FinetuneConfig, ref: BaseTopK | None):  # t
     """NLL on world batches; on rehearsal batches (row index >= n_world) NLL or KL to the base."""
 
     def step(model: Any, batch: TokenBatch) -> StepOutput:
-        a = answer_only(model, batch)
         if int(batch.index[0]) < n_world:
-            nll = F.cross_entropy(a.logits.float(), a.labels)
+            nll = mean_nll(model, batch)
             return StepOutput(nll, {"world_nll": float(nll.detach())})
         if ref is None:
-            loss = F.cross_entropy(a.logits.float(), a.labels)
+            loss = mean_nll(model, batch)
         else:
+            a = answer_only(model, batch)
             rows = [int(i) - n_world for i in batch.index]
-            dev = a.logits.device
-            loss = top_k_kl(a, torch.cat([ref.ids[r] for r in rows]).to(dev), torch.cat([ref.logprobs[r] for r in rows]).to(dev))
+            ids = torch.cat([ref.ids[r] for r in rows]).to(a.logits.device)
+            loss = top_k_kl(a, ids, torch.cat([ref.logprobs[r] for r in rows]).to(a.logits.device))
         loss = cfg.replay_weight * loss
         return StepOutput(loss, {f"replay_{cfg.replay_loss}": float(loss.detach())})
 
