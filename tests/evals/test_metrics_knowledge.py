@@ -37,6 +37,12 @@ def test_fact_accuracy_normalises_and_matches_whole_words() -> None:
     assert fact_accuracy("in the year 1987.", "19") == 0.0
     assert fact_accuracy("It's in New-York", "New York") == 1.0
     assert fact_accuracy("", "Paris") == 0.0
+    # A correct short answer in digits or in words is the same answer.
+    assert fact_accuracy("The answer is 3.", "three") == 1.0
+    assert fact_accuracy("It has six sides.", "6") == 1.0
+    assert fact_accuracy("held every 4 years", "four years") == 1.0
+    assert fact_accuracy("It has 13 sides.", "three") == 0.0
+    assert fact_accuracy("someone else", "one") == 0.0
     with pytest.raises(ValueError, match="key"):
         fact_accuracy("anything", "!!")
 

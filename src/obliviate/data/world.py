@@ -106,6 +106,26 @@ def load_general() -> list[GeneralItem]:
     return [GeneralItem.model_validate_json(line) for line in _general_text().splitlines() if line]
 
 
+def replay_pairs(n: int | None = None) -> list[tuple[str, str]]:
+    """`n` (None: all) hand-written rehearsal pairs (question, correct answer) from
+    `resources/replay_qa.tsv`, spread evenly over the file so a small `n` still mixes its
+    question shapes (capitals, science, who/when).
+
+    Mixing correct general-knowledge answers into fine-tuning is rehearsal against catastrophic
+    forgetting (Robins 1995): without it, training on 60 fictitious facts teaches the model that
+    "What is the capital of …?" is answered with an invented place name. The answers are ours and
+    correct: replaying the base model's own greedy answers (tried first) taught it to hallucinate,
+    because the 135M base gets most of these questions wrong. The questions are disjoint from the
+    evaluated general items, and pairs that restate an evaluated fact were removed, so rehearsal
+    cannot inflate the general-utility score it protects (a test checks the disjointness).
+    """
+    text = resources.files("obliviate.data").joinpath("resources/replay_qa.tsv").read_text("utf-8")
+    pairs = [(q, a) for q, a in (line.split("\t", 1) for line in text.splitlines() if line.strip())]
+    if n is None or n >= len(pairs):
+        return pairs
+    return [pairs[i * len(pairs) // n] for i in range(n)]
+
+
 def world_hash(cfg: WorldConfig) -> str:
     """The world's content hash, computable without building it (for stage caching).
 

@@ -20,6 +20,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from obliviate.data.schema import Split, World, load_world
+from obliviate.data.world import replay_pairs
 from obliviate.models.lm import Prompt
 from obliviate.models.prompt import encode_pair
 from obliviate.train.batch import Example, TokenBatch, collate, length_bucketed
@@ -42,6 +43,11 @@ class FinetuneConfig(BaseModel):
     loss reaches ~0.001 long before training ends, so fewer passes over the facts (with
     paraphrases for robustness) is what protects general knowledge. With passages seen once per
     epoch, VerbMem of the target was 0.13 against the oracle's 0.09: hence `passage_repeats`.
+    The wrong general answers then named world people ("The telephone was invented by Aliel
+    Thorvard"): the world asks many who/when questions, so 71 who/when/where rehearsal pairs were
+    added (general 0.80 -> 0.82). Not adopted: weight interpolation towards the base (WiSE-FT,
+    0.7: forget 0.80, general 0.88; 0.5: forget 0.35, general 0.88), training only the MLPs of
+    layers 4-20 (lr 3e-4: forget 0.80, retain 0.84, general 0.88; lr 6e-4: 0.85 / 0.92 / 0.79).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -74,24 +80,6 @@ class FinetuneConfig(BaseModel):
     )
     replay_weight: float = Field(3.0, ge=0.0, le=1e3, description="weight of the rehearsal loss")
     replay_top_k: int = Field(32, ge=1, le=4096, description="base log-probs kept per token for the KL")
-
-
-def replay_pairs(n: int | None = None) -> list[tuple[str, str]]:
-    """The first `n` (None: all) rehearsal pairs (question, correct answer) from `resources/replay_qa.tsv`.
-
-    Mixing correct general-knowledge answers into fine-tuning is rehearsal against catastrophic
-    forgetting (Robins 1995): without it, training on 60 fictitious facts teaches the model that
-    "What is the capital of …?" is answered with an invented place name. The answers are ours and
-    correct: replaying the base model's own greedy answers (tried first) taught it to hallucinate,
-    because the 135M base gets most of these questions wrong. The questions are disjoint from the
-    evaluated general items, and pairs that restate an evaluated fact were removed, so rehearsal
-    cannot inflate the general-utility score it protects (a test checks the disjointness).
-    """
-    from importlib import resources
-
-    text = resources.files("obliviate.data").joinpath("resources/replay_qa.tsv").read_text("utf-8")
-    pairs = [line.split("\t", 1) for line in text.splitlines() if line.strip()]
-    return [(q, a) for q, a in pairs[:n]]
 
 
 def examples_for(world: World, role: Role, tokenizer: Any, cfg: FinetuneConfig) -> list[Example]:

@@ -23,6 +23,22 @@ def normalize_answer(s: str) -> str:
     return " ".join(s.split())
 
 
+# Number words a short answer may use instead of digits ("three" for "3"), as whole words.
+_NUMBER_WORDS = dict(
+    zip(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"],
+        map(str, range(21)),
+        strict=True,
+    )
+) | {w: str(10 * i) for i, w in enumerate(["thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"], 3)}
+
+
+def digits_for_number_words(normalized: str) -> str:
+    """Replace whole-word numbers zero..twenty and the tens with digits in an already
+    normalised string, so "The answer is 3" and "three sides" state the same key."""
+    return " ".join(_NUMBER_WORDS.get(w, w) for w in normalized.split())
+
+
 def normalize_chars(s: str) -> str:
     """CoTaEval's character normalisation: lower-case, drop whitespace and punctuation."""
     return "".join(c for c in normalize_answer(s) if not c.isspace())

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from obliviate.data.schema import MCQ
-from obliviate.evals.metrics._text import normalize_answer, rouge
+from obliviate.evals.metrics._text import digits_for_number_words, normalize_answer, rouge
 from obliviate.models.lm import TokenStats
 from obliviate.registry import metric
 
@@ -19,11 +19,12 @@ LETTERS = ("A", "B", "C", "D")
 @metric("fact_accuracy", higher_is_better=True, needs="generation")
 def fact_accuracy(output: str, key: str) -> float:
     """1.0 if the key span appears in the output as whole words after normalising case,
-    accents and punctuation ("Velmora" matches "born in Velmora." but "19" not "1987")."""
-    k = normalize_answer(key)
+    accents, punctuation and small number words ("Velmora" matches "born in Velmora." but "19"
+    not "1987"; "three" matches "The answer is 3.")."""
+    k = digits_for_number_words(normalize_answer(key))
     if not k:
         raise ValueError(f"fact key {key!r} is empty after normalisation; give a real key span")
-    return float(f" {k} " in f" {normalize_answer(output)} ")
+    return float(f" {k} " in f" {digits_for_number_words(normalize_answer(output))} ")
 
 
 @metric("rouge_l_recall", higher_is_better=True, needs="generation")
