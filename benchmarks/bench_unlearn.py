@@ -12,9 +12,10 @@ between methods of the same shape.
 
 quality: each method with its tuned defaults on the quickstart target (fine-tuned on forget +
 retain), then fact accuracy (the key span in the greedy chat answer, the evaluation suite's own
-`fact_accuracy`) on the forget facts, the retain + neighbour facts and a fixed sample of general
-knowledge questions, next to the base model, the target and the oracle. The bar for NPO (+retain
-NLL), SimNPO, GradDiff, RMU and IdK-DPO: forget ≤ 30%, retain ≥ 75%, general ≥ 90% of the base.
+`fact_accuracy`) on the forget facts, the retain + neighbour facts and every general-knowledge
+question (or the first `--general N`), next to the base model, the target and the oracle. The
+bar for NPO (+retain NLL), SimNPO, GradDiff, RMU and IdK-DPO: forget <= 30%, retain >= 75%,
+general >= 90% of the base.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import matmul_peak_gflops, non_embedding_params, train_flops_per_token, write_result
 
 BAR_METHODS = ("npo", "simnpo", "grad_diff", "rmu", "idk_dpo")
-GENERAL_SAMPLE = 60  # general-knowledge questions asked (fixed: the first 60 of the world's list)
 SHAPE_NOTES = {
     "rmu": "forward stops at layer l; only 3 down-projections get weight gradients (< 6N FLOPs/token)",
     "uld": "trains a quarter-depth assistant (< 6N FLOPs/token of the target)",
@@ -54,23 +54,20 @@ def quickstart_world(path: str | None) -> Path:
     return out
 
 
-def fact_accuracies(lm: Any, world: Any) -> dict[str, float]:
-    """Fact accuracy of greedy answers on forget, retain (+ neighbour) and general questions."""
+def fact_accuracies(lm: Any, world: Any, n_general: int | None = None) -> dict[str, float]:
+    """Fact accuracy of greedy answers on forget, retain (+ neighbour) and the first `n_general`
+    (None: all) general questions."""
     from obliviate.data.world import load_general
     from obliviate.evals.metrics.knowledge import fact_accuracy
     from obliviate.evals.suites.base import answer_questions
 
-    general = (world.general or load_general())[:GENERAL_SAMPLE]
+    general = (world.general or load_general())[:n_general]
+    sets = {"forget": world.forget_facts, "retain": world.retain_facts, "general": general}
+    # One generate call: greedy decoding steps cost about the same for 1 row as for a batch.
+    answers = iter(answer_questions(lm, [it.question for items in sets.values() for it in items]))
     out: dict[str, float] = {}
-    for split, items in (
-        ("forget", world.forget_facts),
-        ("retain", world.retain_facts),
-        ("general", general),
-    ):
-        answers = answer_questions(lm, [it.question for it in items])
-        out[split] = sum(
-            fact_accuracy(a, it.key) for a, it in zip(answers, items, strict=True)
-        ) / len(items)
+    for split, items in sets.items():
+        out[split] = sum(fact_accuracy(next(answers), it.key) for it in items) / len(items)
     return out
 
 
@@ -146,7 +143,9 @@ def quality(args: argparse.Namespace) -> None:
     for ref, path in (("base", args.model), ("target", target), ("oracle", oracle)):
         t0 = time.perf_counter()
         table[ref] = {
-            **fact_accuracies(lm_for(Path(path)) if ref != "base" else _base_lm(str(path)), world),
+            **fact_accuracies(
+                lm_for(Path(path)) if ref != "base" else _base_lm(str(path)), world, args.general
+            ),
             "eval_s": round(time.perf_counter() - t0, 1),
         }
         print(ref, table[ref], flush=True)
@@ -155,7 +154,7 @@ def quality(args: argparse.Namespace) -> None:
     for name in args.methods or methods.names():
         out = out_root / name
         res = unlearn(name, target, world, out)
-        acc = fact_accuracies(lm_for(out), world)
+        acc = fact_accuracies(lm_for(out), world, args.general)
         passed = (
             acc["forget"] <= 0.30 and acc["retain"] >= 0.75 and acc["general"] >= 0.9 * base_general
         )
@@ -204,6 +203,10 @@ def main() -> None:
     )
     p.add_argument(
         "--out", default=None, help="quality: where unlearned models go (default: a temp dir)"
+    )
+    p.add_argument(
+        "--general", type=int, default=None,
+        help="quality: ask only the first N general-knowledge questions (default: all 188)",
     )
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     args = p.parse_args()

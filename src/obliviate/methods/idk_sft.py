@@ -16,13 +16,13 @@ import torch
 from pydantic import Field
 
 from obliviate.methods.base import MethodConfig
-from obliviate.methods.grad_diff import GradDiff, GradDiffConfig
+from obliviate.methods.grad_diff import GradDiff, RetainTermConfig
 from obliviate.registry import method
 from obliviate.train.batch import ForgetRetainBatch
 from obliviate.train.losses import mean_nll
 
 
-class IdkSFTConfig(GradDiffConfig):
+class IdkSFTConfig(RetainTermConfig):
     """γ weights the IdK NLL, α the retain term."""
 
     # Declining generalises: without a firm retain term the model soon says "I don't know" to

@@ -19,13 +19,13 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from obliviate.methods.base import Context, MethodConfig, UnlearnData, precompute_sequence_logprobs
-from obliviate.methods.grad_diff import GradDiff, GradDiffConfig
+from obliviate.methods.grad_diff import GradDiff, RetainTermConfig
 from obliviate.registry import method
 from obliviate.train.batch import ForgetRetainBatch
 from obliviate.train.losses import sequence_logprob
 
 
-class NPOConfig(GradDiffConfig):
+class NPOConfig(RetainTermConfig):
     beta: float = Field(
         0.1, gt=0.0, le=100.0, description="inverse temperature beta of the NPO loss"
     )

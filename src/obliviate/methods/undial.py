@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from obliviate.methods.base import Context, MethodConfig, UnlearnData, frozen_copy, iter_batches
-from obliviate.methods.grad_diff import GradDiff, GradDiffConfig
+from obliviate.methods.grad_diff import GradDiff, RetainTermConfig
 from obliviate.registry import method
 from obliviate.train.batch import ForgetRetainBatch
 from obliviate.train.losses import answer_logits
 
 
-class UndialConfig(GradDiffConfig):
+class UndialConfig(RetainTermConfig):
     beta: float = Field(
         10.0, ge=0.0, le=1e3, description="how far the true token's logit is lowered"
     )

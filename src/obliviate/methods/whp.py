@@ -25,14 +25,14 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from obliviate.methods.base import Context, MethodConfig, UnlearnData, frozen_copy, iter_batches
-from obliviate.methods.grad_diff import GradDiff, GradDiffConfig
+from obliviate.methods.grad_diff import GradDiff, RetainTermConfig
 from obliviate.registry import method
 from obliviate.train.batch import IGNORE_INDEX, ForgetRetainBatch
 from obliviate.train.loop import StepOutput, TrainConfig, train
 from obliviate.train.losses import answer_logits, mean_nll
 
 
-class WHPConfig(GradDiffConfig):
+class WHPConfig(RetainTermConfig):
     alpha: float = Field(5.0, ge=0.0, le=1e3, description="how hard boosted tokens are pushed down")
     reinforce_lr: float = Field(
         1e-4, gt=0.0, le=1.0, description="learning rate of the reinforcing fine-tune"
