@@ -136,8 +136,7 @@ class Ablation(Attack):
             # weights, so a cached LM would not notice.
             alm = rebuild_lm(model, hf, f"{getattr(model, 'name', 'model')}+ablation[{which}]")
             with ablated(hf, directions):
-                scores, samples = ctx.probe(alm, lambda f: Prompt(f.question))
-                util, detail = ctx.utility(alm)
+                scores, samples, util, detail = ctx.plain_probe_and_utility(alm)
             cells.append(Cell(setting=which, params={"layers": layers}, scores=scores, samples=samples,
                               utility=util, utility_detail=detail, wall_s=time.perf_counter() - t1,
                               info={"direction_norms": [round(float(d.norm()), 4) for d in diff],

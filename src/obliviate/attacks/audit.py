@@ -59,7 +59,7 @@ from obliviate.attacks.base import (
     utility_items,
 )
 from obliviate.data.schema import World, load_world
-from obliviate.models.lm import LM, Prompt
+from obliviate.models.lm import LM
 from obliviate.runlog import RunLog
 
 __all__ = [
@@ -167,8 +167,7 @@ def _describe(src: Any, lm: LM) -> dict[str, Any]:
 def unattacked(lm: LM, ctx: AttackContext) -> AttackResult:
     """The 'no attack' cell: plain questions, greedy answers, and utility."""
     t0 = time.perf_counter()
-    scores, samples = ctx.probe(lm, lambda f: Prompt(f.question))
-    util, detail = ctx.utility(lm)
+    scores, samples, util, detail = ctx.plain_probe_and_utility(lm)
     cell = Cell(setting="greedy", scores=scores, samples=samples, utility=util, utility_detail=detail,
                 wall_s=time.perf_counter() - t0)
     return AttackResult(attack=_log.NONE, config={}, model=lm.name, cells=[cell], wall_s=cell.wall_s)

@@ -177,6 +177,17 @@ class AttackContext:
         """Fact accuracy on every probed forget fact, each asked with `prompt_for(fact)`."""
         return self.score_prompts(lm, [prompt_for(f) for f in self.probes], self.probes)
 
+    def plain_probe_and_utility(
+        self, lm: LM
+    ) -> tuple[dict[str, float], list[Evidence], float, dict[str, float]]:
+        """`probe` with the plain questions, then `utility`, sharing one generate call: a greedy
+        decoding step costs about the same for one row as for a full batch, so asking both sets
+        together halves the steps of the most common probe of an attacked model."""
+        self.answer(lm, [Prompt(f.question) for f in self.probes]
+                    + [Prompt(it.question) for it in self.utility_items])  # fills the LM's cache
+        scores, samples = self.probe(lm, lambda f: Prompt(f.question))
+        return (scores, samples, *self.utility(lm))
+
     def utility(self, lm: LM) -> tuple[float, dict[str, float]]:
         """Greedy fact accuracy on the utility items (retain facts, general knowledge): the
         attacked model must still work for its recovery to mean anything."""
@@ -258,8 +269,7 @@ def weight_cell(
     with torch.no_grad():
         attacked = transform(attacked) or attacked
     alm = rebuild_lm(lm, attacked.eval(), f"{getattr(lm, 'name', 'model')}+{attack}[{setting},seed={seed}]")
-    scores, samples = ctx.probe(alm, lambda f: Prompt(f.question))
-    util, detail = ctx.utility(alm)
+    scores, samples, util, detail = ctx.plain_probe_and_utility(alm)
     del alm, attacked
     return Cell(setting=setting, params=dict(params), seed=seed, scores=scores, utility=util,
                 utility_detail=detail, samples=samples, wall_s=time.perf_counter() - t0)

@@ -157,8 +157,7 @@ class Relearn(Attack):
         res = train(m, make_batches(examples, batch, tok.pad_token_id), nll_step, cfg)
         m = merge_lora(m).eval()
         alm = rebuild_lm(lm, m, f"{getattr(lm, 'name', 'model')}+relearn[{s.label},seed={seed}]")
-        scores, samples = ctx.probe(alm, lambda f: Prompt(f.question))
-        util, detail = ctx.utility(alm)
+        scores, samples, util, detail = ctx.plain_probe_and_utility(alm)
         ctx.say(f"relearn {s.label} seed={seed}: recovered {sum(scores.values()):.0f}/{len(scores)}")
         return Cell(setting=s.label, params=s.model_dump(), seed=seed, scores=scores, utility=util,
                     utility_detail=detail, samples=samples, wall_s=time.perf_counter() - t0,

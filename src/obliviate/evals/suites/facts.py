@@ -54,19 +54,23 @@ def facts(
     the floor), general (real-world knowledge the base model had), and multi-hop questions.
     """
     res = SuiteResult("facts", args={"limit": limit, "max_new_tokens": max_new_tokens})
+    items = {
+        split: take(world.general, limit) if split == "general" else take(world.facts_in(split), limit)
+        for split in SPLITS
+    }
+    hops = {split: take([m for m in world.multihop if m.split == split], limit) for split in SPLITS}
+    # One generate call for every question: greedy decoding costs a forward pass per new token
+    # whatever the batch, so asking split by split would multiply the decoding steps.
+    questions = [it.question for split in SPLITS for it in [*items[split], *hops[split]]]
+    answers = iter(answer_questions(lm, questions, max_new_tokens))
     for split in SPLITS:
-        items: Sequence[Fact | GeneralItem] = (
-            take(world.general, limit) if split == "general" else take(world.facts_in(split), limit)
-        )
-        if not items:
+        outs = [next(answers) for _ in items[split]]
+        hop_outs = [next(answers) for _ in hops[split]]
+        if items[split]:
+            report_answers(res, split, items[split], outs, knowledge_wanted=split != "forget")
+        else:
             res.notes.append(f"no {split} items in world '{world.name}'")
-            continue
-        outs = answer_questions(lm, [it.question for it in items], max_new_tokens)
-        report_answers(res, split, items, outs, knowledge_wanted=split != "forget")
-    for split in SPLITS:
-        hops = take([m for m in world.multihop if m.split == split], limit)
-        if hops:
-            outs = answer_questions(lm, [m.question for m in hops], max_new_tokens)
-            acc = [fact_accuracy(o, m.key) for m, o in zip(hops, outs, strict=True)]
+        if hops[split]:
+            acc = [fact_accuracy(o, m.key) for m, o in zip(hops[split], hop_outs, strict=True)]
             res.metrics[f"multihop_{split}/fact_accuracy"] = aggregate(acc, higher_is_better=split != "forget")
     return res

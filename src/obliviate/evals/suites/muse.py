@@ -45,20 +45,22 @@ def _shots(world: World, n: int) -> list[tuple[str, str]]:
     return pool[:n]
 
 
-def _knowmem(lm: LM, world: World, split: str, limit: int | None, res: SuiteResult) -> None:
-    facts = take(world.facts_in(split), limit)  # type: ignore[arg-type]
-    if not facts:
-        res.notes.append(f"no {split} facts: KnowMem_{split[0]} skipped")
-        return
+def _knowmem(lm: LM, world: World, limit: int | None, res: SuiteResult) -> None:
+    """KnowMem on forget and retain facts (MUSE C2, C4), both splits in one generate call."""
+    facts = {split: take(world.facts_in(split), limit) for split in ("forget", "retain")}
     shots = _shots(world, N_SHOTS)
-    prompts = [knowmem_prompt(shots, f.question) for f in facts]
-    outs = lm.generate([Prompt(p, chat=False) for p in prompts], max_new_tokens=KNOWMEM_MAX_NEW_TOKENS,
-                       stop=[KNOWMEM_STOP])
-    vals = [knowmem(o, f.answer) for f, o in zip(facts, outs, strict=True)]
-    res.metrics[f"knowmem_{split[0]}"] = aggregate(vals, higher_is_better=split != "forget",
-                                                   note="ROUGE-L F1 (MUSE)")
-    res.samples += [Sample(suite="muse", id=f.id, split=split, prompt=f.question, target=f.answer,
-                           output=o.strip(), scores={"knowmem": v}) for f, o, v in zip(facts, outs, vals, strict=True)]
+    prompts = [Prompt(knowmem_prompt(shots, f.question), chat=False) for fs in facts.values() for f in fs]
+    answers = iter(lm.generate(prompts, max_new_tokens=KNOWMEM_MAX_NEW_TOKENS, stop=[KNOWMEM_STOP]))
+    for split, fs in facts.items():
+        if not fs:
+            res.notes.append(f"no {split} facts: KnowMem_{split[0]} skipped")
+            continue
+        outs = [next(answers) for _ in fs]
+        vals = [knowmem(o, f.answer) for f, o in zip(fs, outs, strict=True)]
+        res.metrics[f"knowmem_{split[0]}"] = aggregate(vals, higher_is_better=split != "forget",
+                                                       note="ROUGE-L F1 (MUSE)")
+        res.samples += [Sample(suite="muse", id=f.id, split=split, prompt=f.question, target=f.answer,
+                               output=o.strip(), scores={"knowmem": v}) for f, o, v in zip(fs, outs, vals, strict=True)]
 
 
 def _privleak(lm: LM, oracle: LM, reference: LM | None, world: World, limit: int | None,
@@ -126,9 +128,8 @@ def muse(
                         for (p, pre, ref), o, v in zip(probes, outs, vals, strict=True)]
     else:
         res.notes.append("no forget passages: VerbMem (C1) skipped")
-    _knowmem(lm, world, "forget", limit, res)
+    _knowmem(lm, world, limit, res)
     _privleak(lm, oracle_lm, reference, world, limit, res)
-    _knowmem(lm, world, "retain", limit, res)
     return res
 
 
