@@ -81,7 +81,10 @@ def _models_valid(out: StageOutput) -> bool:
 
 
 @stage_kind(
-    "finetune", requires=("obliviate.train.finetune:build_target_and_oracle",), valid=_models_valid
+    "finetune",
+    version=2,  # 2: 260 rehearsal pairs
+    requires=("obliviate.train.finetune:build_target_and_oracle",),
+    valid=_models_valid,
 )
 def finetune_stage(stage: Stage, ctx: StageContext, tmp: Path) -> dict[str, Any]:
     """Target (forget + retain) and oracle (retain only), cached in $OBLIVIATE_HOME/finetuned."""

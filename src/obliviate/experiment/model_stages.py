@@ -26,7 +26,8 @@ def _model_valid(out: StageOutput) -> bool:
     return (out.dir / out.data.get("model_dir", "model") / "config.json").is_file()
 
 
-@stage_kind("unlearn", requires=("obliviate.unlearn:unlearn",), valid=_model_valid)
+# version 2: KL retain term by default for GradDiff and SimNPO
+@stage_kind("unlearn", version=2, requires=("obliviate.unlearn:unlearn",), valid=_model_valid)
 def unlearn_stage(stage: Stage, ctx: StageContext, tmp: Path) -> dict[str, Any]:
     """One unlearning run from the target: OUT/stages/unlearn-<key>/model (+ unlearn_log.json)."""
     from obliviate.unlearn import unlearn
@@ -94,7 +95,8 @@ def model_under_test(stage: Stage, ctx: StageContext) -> Any:
     return str(src.path("model_dir"))
 
 
-@stage_kind("eval", requires=("obliviate.evals.run:evaluate",))
+# version 2 (eval, attack_control, audit): fact accuracy reads number words as digits
+@stage_kind("eval", version=2, requires=("obliviate.evals.run:evaluate",))
 def eval_stage(stage: Stage, ctx: StageContext, tmp: Path) -> dict[str, Any]:
     """Every suite of the experiment on one model, with the oracle as the control."""
     from obliviate.evals.run import evaluate
@@ -113,7 +115,7 @@ def eval_stage(stage: Stage, ctx: StageContext, tmp: Path) -> dict[str, Any]:
     return {"log": "eval.json"}
 
 
-@stage_kind("attack_control", requires=("obliviate.attacks.audit:attack_model",))
+@stage_kind("attack_control", version=2, requires=("obliviate.attacks.audit:attack_model",))
 def attack_control_stage(stage: Stage, ctx: StageContext, tmp: Path) -> dict[str, Any]:
     """The oracle under every attack: the control each audit subtracts, attacked once."""
     from obliviate.attacks.audit import attack_model
@@ -131,7 +133,7 @@ def attack_control_stage(stage: Stage, ctx: StageContext, tmp: Path) -> dict[str
     return {"log": "attack.json"}
 
 
-@stage_kind("audit", requires=("obliviate.attacks.audit:audit",))
+@stage_kind("audit", version=2, requires=("obliviate.attacks.audit:audit",))
 def audit_stage(stage: Stage, ctx: StageContext, tmp: Path) -> dict[str, Any]:
     """Attack one model and judge recovery against the target and the attacked oracle.
 
