@@ -29,7 +29,7 @@ from obliviate.attacks.base import (
     Evidence,
     innermost,
 )
-from obliviate.data.schema import Fact, World
+from obliviate.data.schema import MCQ, Fact, World
 from obliviate.models.lm import LM, Prompt
 from obliviate.registry import attack
 
@@ -42,10 +42,15 @@ class ProbeConfig(AttackConfig):
 
 def statements(fact: Fact) -> list[Prompt]:
     """The question answered with each MCQ option in place of the key (4 prompts)."""
+    template = fact.answer if fact.key in fact.answer else "The answer is " + fact.key + "."
+    return [Prompt(fact.question, prefill=template.replace(fact.key, c)) for c in mcq_of(fact).choices]
+
+
+def mcq_of(fact: Fact) -> MCQ:
+    """The fact's multiple-choice question (the probe's labels come from it)."""
     if fact.mcq is None:
         raise ValueError(f"fact {fact.id} has no multiple-choice options: the probe needs its MCQ distractors")
-    template = fact.answer if fact.key in fact.answer else "The answer is " + fact.key + "."
-    return [Prompt(fact.question, prefill=template.replace(fact.key, c)) for c in fact.mcq.choices]
+    return fact.mcq
 
 
 def probe_split(world: World, ctx: AttackContext) -> tuple[list[Fact], list[Fact]]:
@@ -82,7 +87,8 @@ class Probe(Attack):
         prompts = [p for f in train + test for p in statements(f)]
         hs = lm.hidden_states(prompts, layers, pool="last")  # (N, L, H)
         n_train = 4 * len(train)
-        y = np.array([float(i == f.mcq.answer) for f in train for i in range(4)])  # type: ignore[union-attr]
+        train_answers = [mcq_of(f).answer for f in train]
+        y = np.array([float(i == a) for a in train_answers for i in range(4)])
         cells = []
         for j, layer in enumerate(layers):
             clf = fit_probe(hs[:n_train, j], y, self.config.c)
@@ -90,14 +96,14 @@ class Probe(Attack):
             scores = {f.id: float("nan") for f in ctx.probes}
             samples = []
             for f, m in zip(test, margin, strict=True):
-                assert f.mcq is not None
+                mcq = mcq_of(f)
                 pick = int(np.argmax(m))
-                scores[f.id] = float(pick == f.mcq.answer)
+                scores[f.id] = float(pick == mcq.answer)
                 samples.append(Evidence(fact_id=f.id, prompt=f.question, answer=f.key,
-                                        output=f"probe picks {f.mcq.choices[pick]!r} (margins {np.round(m, 2).tolist()})",
-                                        recovered=pick == f.mcq.answer))
+                                        output=f"probe picks {mcq.choices[pick]!r} (margins {np.round(m, 2).tolist()})",
+                                        recovered=pick == mcq.answer))
             train_acc = float(np.mean(np.argmax(clf.decision_function(hs[:n_train, j]).reshape(-1, 4), 1)
-                                      == [f.mcq.answer for f in train]))  # type: ignore[union-attr]
+                                      == train_answers))
             cells.append(Cell(setting=f"layer={layer}", params={"layer": layer}, scores=scores, samples=samples,
                               info={"train_facts": [f.id for f in train], "train_mcq_accuracy": train_acc}))
         return self.result(model, cells, t0)

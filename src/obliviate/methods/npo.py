@@ -48,7 +48,9 @@ class NPO(GradDiff):
     name = "npo"
     Config: ClassVar[type[MethodConfig]] = NPOConfig
     # Tuned on the quickstart target (bundled model): 20 steps gave general 0.88 of base; 15 give
-    # forget 0.05, retain 0.92, general 0.92 (benchmarks/bench_unlearn.py quality).
+    # forget 0.05, retain 0.92, general 0.92 on the first 60 general items (session-2 target); on
+    # the current target 0.25 / 0.85 / 0.90, and general 0.80 on all 188 items (target: 0.83)
+    # (benchmarks/bench_unlearn.py quality).
     train_defaults: ClassVar[dict[str, Any]] = {
         "lr": 3e-5,
         "max_steps": 15,
