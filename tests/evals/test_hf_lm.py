@@ -89,6 +89,40 @@ def test_greedy_matches_hf_generate(tiny_model, tiny_tokenizer) -> None:  # type
     assert lm.generate([Prompt("Where was Alora Venn born?")], max_new_tokens=10) == [want]
 
 
+def test_bf16_generation_equals_a_bf16_model(tiny_model, tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    import copy
+
+    prompts = [Prompt("Where was Alora Venn born?"), Prompt("The quick brown", chat=False)]
+    lm = HFLM(tiny_model, tiny_tokenizer)  # fp32 weights, bf16 decoding by default
+    assert lm.generation_dtype == torch.bfloat16
+    cast = HFLM(copy.deepcopy(tiny_model).to(torch.bfloat16), tiny_tokenizer, bf16=False)
+    assert lm.generate(prompts, max_new_tokens=10) == cast.generate(prompts, max_new_tokens=10)
+    assert next(tiny_model.parameters()).dtype == torch.float32  # the model itself is untouched
+
+
+def test_bf16_generation_runs_hooks_and_follows_weight_edits(tiny_model, tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    lm = HFLM(tiny_model, tiny_tokenizer)
+    p = [Prompt("hi")]
+    before = lm.generate(p, max_new_tokens=6)[0]
+    forced = tiny_tokenizer.convert_tokens_to_ids("Ġthe")
+
+    def force(_m, _i, out):  # type: ignore[no-untyped-def]
+        out = out.clone()
+        out[..., forced] += 1e4
+        return out
+
+    handle = tiny_model.lm_head.register_forward_hook(force)  # e.g. directional ablation's hooks
+    try:
+        lm.clear_cache()
+        assert lm.generate(p, max_new_tokens=6)[0] == " the" * 6
+    finally:
+        handle.remove()
+    with torch.no_grad():  # an in-place edit (a weight attack) must reach the bf16 copy
+        tiny_model.lm_head.weight.zero_()  # every logit 0: greedy picks token 0, <|endoftext|>
+    assert before != ""
+    assert lm.generate(p, max_new_tokens=6)[0] == ""
+
+
 def test_sampling_reproducible_and_batch_independent(tiny_model, tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
     ps = [Prompt("hi"), Prompt("Where was Alora Venn born?")]
     s = Sampling(temperature=1.0, top_k=50, top_p=0.9, seed=3)

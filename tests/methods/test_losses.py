@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from obliviate.methods.flat import flat_loss
-from obliviate.methods.grad_diff import kl_ref_to_model
 from obliviate.methods.idk_dpo import dpo_loss
 from obliviate.methods.npo import npo_loss
 from obliviate.methods.rmu import default_layer, masked_mse, shared_prefix_len
@@ -20,6 +19,7 @@ from obliviate.methods.uld_model import combine_logits
 from obliviate.methods.undial import undial_loss, undial_targets
 from obliviate.methods.whp import generic_logits
 from obliviate.train.batch import TokenBatch
+from obliviate.train.losses import AnswerLogits, top_k_kl
 
 t = torch.tensor
 
@@ -128,13 +128,17 @@ def test_undial_beta_per_position_leaves_special_tokens_alone() -> None:
     assert target[0].tolist() == pytest.approx([1 / (1 + math.exp(10)), 1 / (1 + math.exp(-10))])
 
 
-def test_kl_reference_to_model() -> None:
-    # p_ref = (½, ½), p_θ = (¾, ¼): ½ln(½/¾) + ½ln(½/¼) = 0.143841; masked position ignored
-    ref = t([[[0.0, 0.0], [9.0, 0.0]]])
-    model = t([[[math.log(3), 0.0], [0.0, 9.0]]])
-    assert kl_ref_to_model(ref, model, t([[True, False]])).item() == pytest.approx(
-        0.143841, abs=1e-6
-    )
+def test_top_k_kl_reference_to_model() -> None:
+    # p_ref = (½, ½), p_θ = (¾, ¼), k = 2 (every token): ½ln(½/¾) + ½ln(½/¼) = 0.143841
+    model = AnswerLogits(t([[math.log(3), 0.0]]), t([0]).long(), t([0]).long(), 1)
+    ref_ids, ref_lp = t([[0, 1]]).long(), t([[math.log(0.5), math.log(0.5)]])
+    assert top_k_kl(model, ref_ids, ref_lp).item() == pytest.approx(0.143841, abs=1e-5)
+    # k = 1 over three tokens: p_ref = (½ | ½ rest), p_θ = (½, ¼, ¼) -> (½ | ½): KL 0
+    model3 = AnswerLogits(t([[math.log(2), 0.0, 0.0]]), t([0]).long(), t([0]).long(), 1)
+    assert top_k_kl(model3, t([[0]]).long(), t([[math.log(0.5)]])).item() == pytest.approx(0, abs=1e-6)
+    # k = 1, p_θ = (¼, ½, ¼) -> (¼ | ¾): ½ln(½/¼) + ½ln(½/¾) = 0.143841 again
+    model4 = AnswerLogits(t([[0.0, math.log(2), 0.0]]), t([0]).long(), t([0]).long(), 1)
+    assert top_k_kl(model4, t([[0]]).long(), t([[math.log(0.5)]])).item() == pytest.approx(0.143841, abs=1e-5)
 
 
 def test_whp_generic_logits() -> None:

@@ -43,8 +43,7 @@ def test_target_trains_on_forget_and_the_oracle_does_not(tiny_tokenizer) -> None
 def test_top_k_kl_is_zero_on_the_base_and_positive_after_a_change() -> None:
     import torch
 
-    from obliviate.train.finetune import top_k_kl
-    from obliviate.train.losses import AnswerLogits
+    from obliviate.train.losses import AnswerLogits, top_k_kl
 
     torch.manual_seed(0)
     base = torch.randn(5, 11)

@@ -39,11 +39,12 @@ class EvalResult:
 
 
 def as_lm(model: LM | str | Path, **hflm_kwargs: Any) -> LM:
-    """An `LM` as is, or load a model spec (bundled name, HF dir, .gguf) into an `HFLM`."""
+    """An `LM` as is, or a model spec (bundled name, HF dir, .gguf) as an `HFLM`, loaded once
+    per process (`HFLM.shared`: the target and oracle serve every stage of an experiment)."""
     if isinstance(model, str | Path):
         from obliviate.models.hf_lm import HFLM
 
-        return HFLM.from_pretrained(str(model), **hflm_kwargs)
+        return HFLM.shared(str(model), **hflm_kwargs)
     if not isinstance(model, LM):
         raise TypeError(f"expected an LM or a model path/name, got {type(model).__name__}")
     return model

@@ -82,7 +82,8 @@ def stage_world(stage: Stage, ctx: StageContext, key: str = "subset") -> World |
     return restrict_forget(world, subset_subjects(world, subset))
 
 
-@stage_kind("muse_curve", requires=("obliviate.evals.suites.muse:muse_curve",))
+# version 2: greedy decoding with bf16 weights (HFLM.bf16_generate)
+@stage_kind("muse_curve", version=2, requires=("obliviate.evals.suites.muse:muse_curve",))
 def muse_curve_stage(stage: Stage, ctx: StageContext, tmp: Path) -> dict[str, Any]:
     """MUSE C1-C4 of each model of a C5/C6 series, on its own forget subset: one curve per
     metric, written as an eval run log."""

@@ -96,7 +96,8 @@ def model_under_test(stage: Stage, ctx: StageContext) -> Any:
 
 
 # version 2 (eval, attack_control, audit): fact accuracy reads number words as digits
-@stage_kind("eval", version=2, requires=("obliviate.evals.run:evaluate",))
+# version 3 (same): greedy decoding with bf16 weights (HFLM.bf16_generate)
+@stage_kind("eval", version=3, requires=("obliviate.evals.run:evaluate",))
 def eval_stage(stage: Stage, ctx: StageContext, tmp: Path) -> dict[str, Any]:
     """Every suite of the experiment on one model, with the oracle as the control."""
     from obliviate.evals.run import evaluate
@@ -115,7 +116,7 @@ def eval_stage(stage: Stage, ctx: StageContext, tmp: Path) -> dict[str, Any]:
     return {"log": "eval.json"}
 
 
-@stage_kind("attack_control", version=2, requires=("obliviate.attacks.audit:attack_model",))
+@stage_kind("attack_control", version=3, requires=("obliviate.attacks.audit:attack_model",))
 def attack_control_stage(stage: Stage, ctx: StageContext, tmp: Path) -> dict[str, Any]:
     """The oracle under every attack: the control each audit subtracts, attacked once."""
     from obliviate.attacks.audit import attack_model
@@ -133,7 +134,7 @@ def attack_control_stage(stage: Stage, ctx: StageContext, tmp: Path) -> dict[str
     return {"log": "attack.json"}
 
 
-@stage_kind("audit", version=2, requires=("obliviate.attacks.audit:audit",))
+@stage_kind("audit", version=3, requires=("obliviate.attacks.audit:audit",))
 def audit_stage(stage: Stage, ctx: StageContext, tmp: Path) -> dict[str, Any]:
     """Attack one model and judge recovery against the target and the attacked oracle.
 

@@ -4,6 +4,11 @@
     L = −γ·NLL_f + α·NLL_r            (retain_loss="nll")
     L = −γ·NLL_f + α·KL(π_ref ‖ π_θ)  (retain_loss="kl", over retain answer tokens)
 
+π_ref is the starting model. Its top-k next-token log-probs at every retain answer token are
+computed once before training, and the KL is taken over those k tokens plus one bucket for the
+rest (the KL of the coarsened distributions: ≥ 0 and exactly 0 at the start), so no frozen copy
+runs at every step.
+
 This class is also the base of every "forget term + retain term" method (NPO, SimNPO, IdK,
 DPO, WHP, UNDIAL): they override `forget_loss` and inherit the retain term.
 """
@@ -13,14 +18,15 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 
-from obliviate.methods.base import Context, MethodConfig, UnlearnData, frozen_copy
+from obliviate.methods.base import Context, MethodConfig, UnlearnData
 from obliviate.methods.grad_ascent import GradAscent
 from obliviate.registry import method
 from obliviate.train.batch import ForgetRetainBatch, TokenBatch
 from obliviate.train.loop import StepOutput
-from obliviate.train.losses import answer_logits, token_logprobs
+from obliviate.train.losses import TopKReference, answer_only, top_k_reference
 
 
 class RetainTermConfig(MethodConfig):
@@ -35,6 +41,9 @@ class RetainTermConfig(MethodConfig):
     retain_loss: Literal["nll", "kl"] = Field(
         "nll", description="retain term: NLL of retain answers, or KL(reference || model) on them"
     )
+    kl_top_k: int = Field(
+        32, ge=1, le=4096, description="reference tokens kept per retain answer token for the KL"
+    )
 
 
 class GradDiffConfig(RetainTermConfig):
@@ -43,17 +52,6 @@ class GradDiffConfig(RetainTermConfig):
     retain_loss: Literal["nll", "kl"] = Field(
         "kl", description="retain term: NLL of retain answers, or KL(reference || model) on them"
     )
-
-
-def kl_ref_to_model(
-    ref_logits: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
-    """KL(π_ref ‖ π_θ) = Σ_v p_ref (log p_ref − log p_θ), averaged over positions where `mask`."""
-    ref_lp = torch.log_softmax(ref_logits.float(), dim=-1)
-    lp = torch.log_softmax(logits.float(), dim=-1)
-    per_pos = (ref_lp.exp() * (ref_lp - lp)).sum(-1)
-    m = mask.to(per_pos.dtype)
-    return (per_pos * m).sum() / m.sum().clamp(min=1)
 
 
 @method("grad_diff")
@@ -73,7 +71,7 @@ class GradDiff(GradAscent):
         "epochs": 1000.0,
         "schedule": "constant",
     }
-    ref_model: Any = None
+    ref: TopKReference | None = None
 
     @property
     def needs_retain(self) -> bool:
@@ -84,20 +82,21 @@ class GradDiff(GradAscent):
         return bool(self.config.retain_weight > 0 and self.config.retain_loss == "kl")
 
     def prepare(self, model: Any, data: UnlearnData, ctx: Context) -> Any:
-        if self.needs_retain and self.config.retain_loss == "kl":
-            self.ref_model = frozen_copy(model)
+        if self.needs_reference:
+            self.ref = top_k_reference(
+                model, data.retain, data.pad_id, self.config.kl_top_k, autocast=ctx.autocast
+            )
         return model
 
     def retain_term(self, model: Any, retain: TokenBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        logits, labels, _ = answer_logits(model, retain)
-        logp, mask = token_logprobs(logits, labels)
-        nll = -logp.sum() / mask.sum().clamp(min=1)
+        a = answer_only(model, retain)
+        nll = F.cross_entropy(a.logits.float(), a.labels)
         logs = {"retain_nll": float(nll.detach())}
         if self.config.retain_loss == "nll":
             return nll, logs
-        with torch.no_grad():
-            ref_logits, _, _ = answer_logits(self.ref_model, retain)
-        kl = kl_ref_to_model(ref_logits, logits, mask)
+        if self.ref is None:
+            raise RuntimeError(f"{self.name}: prepare() must run before the KL retain term")
+        kl = self.ref.kl(a, [int(i) for i in retain.index])
         return kl, {**logs, "retain_kl": float(kl.detach())}
 
     def loss(self, model: Any, batch: ForgetRetainBatch) -> StepOutput:

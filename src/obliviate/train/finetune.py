@@ -12,11 +12,9 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from obliviate.data.schema import Split, World, load_world
@@ -25,7 +23,7 @@ from obliviate.models.lm import Prompt
 from obliviate.models.prompt import encode_pair
 from obliviate.train.batch import Example, TokenBatch, collate, length_bucketed
 from obliviate.train.loop import LoraSettings, StepOutput, TrainConfig, TrainResult, train
-from obliviate.train.losses import AnswerLogits, answer_only, mean_nll
+from obliviate.train.losses import TopKReference, answer_only, mean_nll, top_k_reference
 
 FINETUNE_FORMAT = 3  # bump when what is trained (data recipe) changes, to invalidate caches
 Role = Literal["target", "oracle"]
@@ -132,48 +130,7 @@ def chained(*sources: Any):  # type: ignore[no-untyped-def]
     return source
 
 
-@dataclass
-class BaseTopK:
-    """The base model's top-k next-token log-probs at every answer token of each rehearsal pair,
-    computed once before training (a frozen copy of the base would cost a forward pass per step)."""
-
-    ids: list[torch.Tensor]  # per example: (answer_len, k) token ids
-    logprobs: list[torch.Tensor]  # per example: (answer_len, k) log-probs under the base
-
-
-@torch.no_grad()
-def base_top_k(model: Any, examples: Sequence[Example], pad_id: int, k: int, batch_size: int = 16) -> BaseTopK:
-    """One no-grad pass of the base over the rehearsal pairs, keeping the top-k per answer token."""
-    ids: list[torch.Tensor] = []
-    lps: list[torch.Tensor] = []
-    was_training = model.training
-    model.eval()
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i : i + batch_size]
-        a = answer_only(model, collate(chunk, pad_id))
-        top = torch.log_softmax(a.logits.float(), -1).topk(k, dim=-1)
-        for r in range(len(chunk)):
-            sel = a.rows == r
-            ids.append(top.indices[sel])
-            lps.append(top.values[sel])
-    model.train(was_training)
-    return BaseTopK(ids, lps)
-
-
-def top_k_kl(a: AnswerLogits, ref_ids: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
-    """KL(base ‖ π_θ) over the base's top-k tokens plus one bucket holding all other tokens: the
-    KL of the coarsened distributions, so it is ≥ 0, exactly 0 at the base, and (unlike
-    renormalising over the top-k) does not reward moving the tail's mass into the top-k."""
-    lp = torch.log_softmax(a.logits.float(), -1).gather(-1, ref_ids)
-    p = ref_logprobs.exp()
-    head = (p * (ref_logprobs - lp)).sum(-1)
-    eps = 1e-6  # keeps log finite when the top-k holds (almost) all mass
-    p_tail = (1 - p.sum(-1)).clamp(min=eps)
-    q_tail = (1 - lp.exp().sum(-1)).clamp(min=eps)
-    return (head + p_tail * (p_tail.log() - q_tail.log())).mean()
-
-
-def finetune_step(n_world: int, cfg: FinetuneConfig, ref: BaseTopK | None):  # type: ignore[no-untyped-def]
+def finetune_step(n_world: int, cfg: FinetuneConfig, ref: TopKReference | None):  # type: ignore[no-untyped-def]
     """NLL on world batches; on rehearsal batches (row index >= n_world) NLL or KL to the base."""
 
     def step(model: Any, batch: TokenBatch) -> StepOutput:
@@ -183,10 +140,7 @@ def finetune_step(n_world: int, cfg: FinetuneConfig, ref: BaseTopK | None):  # t
         if ref is None:
             loss = mean_nll(model, batch)
         else:
-            a = answer_only(model, batch)
-            rows = [int(i) - n_world for i in batch.index]
-            ids = torch.cat([ref.ids[r] for r in rows]).to(a.logits.device)
-            loss = top_k_kl(a, ids, torch.cat([ref.logprobs[r] for r in rows]).to(a.logits.device))
+            loss = ref.kl(answer_only(model, batch), [int(i) - n_world for i in batch.index])
         loss = cfg.replay_weight * loss
         return StepOutput(loss, {f"replay_{cfg.replay_loss}": float(loss.detach())})
 
@@ -223,7 +177,7 @@ def finetune(
     replay = [encode_pair(tok, Prompt(q), a) for q, a in replay_pairs(cfg.replay)]
     ref = None
     if replay and cfg.replay_loss == "kl":
-        ref = base_top_k(model, replay, tok.pad_token_id, cfg.replay_top_k)
+        ref = top_k_reference(model, replay, tok.pad_token_id, cfg.replay_top_k)
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora)
     from obliviate.train.distributed import rank_shard

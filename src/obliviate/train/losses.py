@@ -9,13 +9,16 @@ whose forward must go through the root module.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from obliviate.train.batch import IGNORE_INDEX, TokenBatch
+from obliviate.train.batch import IGNORE_INDEX, Example, TokenBatch, collate
 
 
 @dataclass
@@ -117,3 +120,60 @@ def mean_nll(model: Any, batch: TokenBatch) -> torch.Tensor:
     """The usual LM loss: NLL averaged over all answer tokens of the batch."""
     a = answer_only(model, batch)
     return F.cross_entropy(a.logits.float(), a.labels)
+
+
+@dataclass
+class TopKReference:
+    """A frozen model's top-k next-token log-probs at every answer token of each example,
+    computed once before training: a frozen copy would cost a forward pass at every step."""
+
+    ids: list[torch.Tensor]  # per example: (answer_len, k) token ids
+    logprobs: list[torch.Tensor]  # per example: (answer_len, k) log-probs under the reference
+
+    def kl(self, a: AnswerLogits, rows: Sequence[int]) -> torch.Tensor:
+        """`top_k_kl` of a batch whose row i is example `rows[i]` of this reference."""
+        dev = a.logits.device
+        ids = torch.cat([self.ids[r] for r in rows]).to(dev)
+        return top_k_kl(a, ids, torch.cat([self.logprobs[r] for r in rows]).to(dev))
+
+
+@torch.no_grad()
+def top_k_reference(
+    model: Any,
+    examples: Sequence[Example],
+    pad_id: int,
+    k: int,
+    batch_size: int = 16,
+    autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+) -> TopKReference:
+    """One no-grad pass of `model` over `examples`, keeping the top-k per answer token.
+    `autocast`: the training precision, so that the KL is exactly zero at the first step."""
+    ids: list[torch.Tensor] = []
+    lps: list[torch.Tensor] = []
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        with autocast():
+            a = answer_only(model, collate(chunk, pad_id).to(device))
+        top = torch.log_softmax(a.logits.float(), -1).topk(min(k, a.logits.shape[-1]), dim=-1)
+        for r in range(len(chunk)):
+            sel = a.rows == r
+            ids.append(top.indices[sel].cpu())
+            lps.append(top.values[sel].cpu())
+    model.train(was_training)
+    return TopKReference(ids, lps)
+
+
+def top_k_kl(a: AnswerLogits, ref_ids: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """KL(ref ‖ π_θ) over the reference's top-k tokens plus one bucket holding all other tokens:
+    the KL of the coarsened distributions, so it is ≥ 0, exactly 0 at the reference, and (unlike
+    renormalising over the top-k) does not reward moving the tail's mass into the top-k."""
+    lp = torch.log_softmax(a.logits.float(), -1).gather(-1, ref_ids)
+    p = ref_logprobs.exp()
+    head = (p * (ref_logprobs - lp)).sum(-1)
+    eps = 1e-6  # keeps log finite when the top-k holds (almost) all mass
+    p_tail = (1 - p.sum(-1)).clamp(min=eps)
+    q_tail = (1 - lp.exp().sum(-1)).clamp(min=eps)
+    return (head + p_tail * (p_tail.log() - q_tail.log())).mean()

@@ -66,6 +66,15 @@ class Backend:
     def max_length(self) -> int:
         return int(getattr(self.lm, "max_length", 1 << 20))
 
+    def forward_generation(self, **inputs: Any) -> Any:
+        """One decoding forward pass, in the LM's generation precision when it has one."""
+        fwd = getattr(self.lm, "forward_generation", None)
+        return fwd(**inputs) if fwd is not None else self.model(**inputs)
+
+    @property
+    def generation_dtype(self) -> torch.dtype:
+        return getattr(self.lm, "generation_dtype", None) or next(self.model.parameters()).dtype
+
     @property
     def vocab_size(self) -> int:
         return int(self.model.get_output_embeddings().weight.shape[0])
@@ -301,8 +310,10 @@ def _prefill(
         mask[i, width - len(e) :] = 1
     position = (mask.cumsum(-1) - 1).clamp(min=0)
     emb = _embeds(stream, ids, rendered, enc, [width - len(e) for e in enc])
-    inputs: dict[str, Any] = {"inputs_embeds": emb} if emb is not None else {"input_ids": ids}
-    out = be.model(
+    inputs: dict[str, Any] = (
+        {"inputs_embeds": emb.to(be.generation_dtype)} if emb is not None else {"input_ids": ids}
+    )
+    out = be.forward_generation(
         **inputs, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1
     )
     return out, mask, position[:, -1:], enc
@@ -353,7 +364,7 @@ def _generate_batch(
         for k, s in enumerate(streams):
             masks[k] = torch.cat([masks[k], torch.ones((b, 1), dtype=torch.long)], dim=1)
             positions[k] = positions[k] + 1
-            outs[k] = s.backend.model(
+            outs[k] = s.backend.forward_generation(
                 input_ids=nxt[:, None],
                 attention_mask=masks[k],
                 position_ids=positions[k],

@@ -112,16 +112,17 @@ class ULD(LogitGuard):
         return cls(inner, **kwargs)
 
     @classmethod
-    def from_dir(cls, path: str | Path, *, name: str | None = None, **kwargs: Any) -> ULD:
+    def from_dir(cls, path: str | Path, *, name: str | None = None, bf16: bool = True, **kwargs: Any) -> ULD:
         """The LM of a ULD directory written by the `uld` method (target/, assistant/, uld.json);
-        its saved weight and plausibility threshold are used unless overridden."""
+        its saved weight and plausibility threshold are used unless overridden. `bf16` is the
+        HFLM precision setting of both models (False: exact fp32 decoding)."""
         from obliviate.methods.uld_model import load_uld
         from obliviate.models.hf_lm import HFLM
 
         loaded = load_uld(path)
         uld_model = loaded.model
-        target = HFLM(uld_model.target, loaded.tokenizer, name=f"{Path(path).name}/target")
-        assistant = HFLM(uld_model.assistant, loaded.tokenizer, name=f"{Path(path).name}/assistant")
+        target = HFLM(uld_model.target, loaded.tokenizer, name=f"{Path(path).name}/target", bf16=bf16)
+        assistant = HFLM(uld_model.assistant, loaded.tokenizer, name=f"{Path(path).name}/assistant", bf16=bf16)
         kwargs.setdefault("weight", uld_model.weight)
         kwargs.setdefault("plausibility", uld_model.relative_top)
         return cls(target, assistant=assistant, name=name or f"uld({Path(path).name})", **kwargs)
