@@ -191,3 +191,20 @@ def test_shared_prompt_next_token_scoring_matches_full_pass(tiny_model, tiny_tok
         if ref.n_tokens == 1:
             np.testing.assert_allclose(g.logprobs, ref.logprobs, atol=1e-5)
             np.testing.assert_allclose(g.sigma, ref.sigma, atol=1e-5)
+
+
+def test_shared_lm_is_reused_until_files_or_weights_change(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    a = HFLM.shared(str(d))
+    assert HFLM.shared(str(d)) is a  # loaded once; its caches serve later callers
+    assert HFLM.shared(str(d), bf16=False) is not a  # other settings, another LM
+    with torch.no_grad():  # a caller broke the rule and edited the weights: reload
+        next(a.model.parameters()).add_(1.0)
+    b = HFLM.shared(str(d))
+    assert b is not a
+    cfg = d / "config.json"
+    cfg.write_text(cfg.read_text())  # new files on disk (mtime): reload
+    assert HFLM.shared(str(d)) is not b

@@ -17,11 +17,11 @@ noise of any metric built on them, so bf16 is the scoring default.
 
 Generation is memory-bound on a CPU (each decode step streams every weight once), so autocast,
 which re-reads the fp32 weights to cast them, does not help it. `bf16_generate` instead decodes
-with a bf16 copy of the weights, run through the model's own modules (`torch.func.
-functional_call`) so forward hooks (directional ablation) still apply. Measured on SmolLM2-135M,
-2 threads, the 40 fact and 188 general questions: 2.3x faster (48.7 s -> 20.8 s for the
-target). Greedy answers change only at near-ties: general accuracy of the base 1.000 -> 0.973,
-target 0.830 -> 0.819 and forget 1.00 -> 0.95, oracle 0.840 -> 0.835. Every model of a run is
+with a bf16 copy of the weights, run through the model's own modules
+(`torch.func.functional_call`) so forward hooks (directional ablation) still apply. Measured on SmolLM2-135M, 2 threads, the 40 fact and 188
+general questions of the quickstart: 48.7 s -> 24.8 s for the target (2.0x). Greedy answers
+change only at near-ties: general accuracy of the base 1.000 -> 0.968, target 0.830 -> 0.824
+(forget 1.00 and retain 0.975 unchanged), oracle 0.840 -> 0.835. Every model of a run is
 decoded the same way, so comparisons are unaffected; pass `bf16=False` (or
 `bf16_generate=False`) for exact fp32 decoding.
 
