@@ -115,6 +115,11 @@ def main(out: Path) -> None:
             {"constant": constant["params"], "linear": linear["params"], "info": info},
             out / "ddp.pt",
         )
+    # Both ranks leave together and tear the gloo group down explicitly: a rank that exits while
+    # the other still holds the group can abort in the group's destructor ("terminate called
+    # without an active exception"), seen once in CI on a loaded 2-core machine.
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
