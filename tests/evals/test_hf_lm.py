@@ -123,6 +123,20 @@ def test_bf16_generation_runs_hooks_and_follows_weight_edits(tiny_model, tiny_to
     assert lm.generate(p, max_new_tokens=6)[0] == ""
 
 
+def test_shorter_greedy_requests_reuse_longer_runs(tiny_model, tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    ps = [Prompt("Where was Alora Venn born?"), Prompt("hi")]
+    lm = HFLM(tiny_model, tiny_tokenizer, bf16=False)
+    lm.generate(ps, max_new_tokens=12)
+    n = lm.n_generated_prompts
+    fresh = HFLM(tiny_model, tiny_tokenizer, bf16=False)
+    assert lm.generate(ps, max_new_tokens=5) == fresh.generate(ps, max_new_tokens=5)
+    assert lm.n_generated_prompts == n  # served from the 12-token runs, nothing decoded
+    lm.generate(ps, max_new_tokens=16)  # longer than any run so far: decoded
+    assert lm.n_generated_prompts == n + 2
+    lm.generate(ps, max_new_tokens=5, stop=["x"])  # stop strings are not served from prefixes
+    assert lm.n_generated_prompts == n + 4
+
+
 def test_sampling_reproducible_and_batch_independent(tiny_model, tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
     ps = [Prompt("hi"), Prompt("Where was Alora Venn born?")]
     s = Sampling(temperature=1.0, top_k=50, top_p=0.9, seed=3)
