@@ -18,12 +18,12 @@ noise of any metric built on them, so bf16 is the scoring default.
 Generation is memory-bound on a CPU (each decode step streams every weight once), so autocast,
 which re-reads the fp32 weights to cast them, does not help it. `bf16_generate` instead decodes
 with a bf16 copy of the weights, run through the model's own modules
-(`torch.func.functional_call`) so forward hooks (directional ablation) still apply. Measured on SmolLM2-135M, 2 threads, the 40 fact and 188
-general questions of the quickstart: 48.7 s -> 24.8 s for the target (2.0x). Greedy answers
-change only at near-ties: general accuracy of the base 1.000 -> 0.968, target 0.830 -> 0.824
-(forget 1.00 and retain 0.975 unchanged), oracle 0.840 -> 0.835. Every model of a run is
-decoded the same way, so comparisons are unaffected; pass `bf16=False` (or
-`bf16_generate=False`) for exact fp32 decoding.
+(`torch.func.functional_call`) so forward hooks (directional ablation) still apply. Measured on
+SmolLM2-135M, 2 threads, the 40 fact and 188 general questions of the quickstart: 48.7 s ->
+24.8 s for the target (2.0x). Greedy answers change only at near-ties: general accuracy of the
+base 1.000 -> 0.968, target 0.830 -> 0.824 (forget 1.00 and retain 0.975 unchanged), oracle
+0.840 -> 0.835. Every model of a run is decoded the same way, so comparisons are unaffected; pass
+`bf16=False` (or `bf16_generate=False`) for exact fp32 decoding.
 
 The cache is invalidated automatically when any parameter is modified in place or replaced
 (an unlearning step, a weight attack), detected from the tensors' version counters.
@@ -180,7 +180,10 @@ class HFLM:
         """One forward pass as decoding runs it: with `bf16_generate` and fp32 weights, through
         the same modules (hooks included) with a bf16 copy of the weights, made once per weight
         version."""
-        self._check_fresh()
+        if inputs.get("past_key_values") is None:
+            # Checked at each prefill only: weights do not change between a prefill and its decode
+            # steps, and hashing every parameter's version at each step cost ~0.4 s per evaluation.
+            self._check_fresh()
         if self.generation_dtype == next(self.model.parameters()).dtype:
             return self.model(**inputs)
         if self._gen_params is None:
