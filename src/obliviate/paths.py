@@ -77,3 +77,45 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# Files that describe a model (weights, config, tokenizer, chat template); run logs and other
+# by-products in the same directory are not part of its identity.
+_MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".jinja", ".model", ".txt", ".gguf")
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, memoised in `$OBLIVIATE_HOME/digests.json` by (path, size,
+    mtime_ns): a model's weights are hashed once per version of the file (~0.4 s per 0.5 GB
+    here), and every later cache-key lookup is a stat."""
+    path = Path(path).resolve()
+    st = path.stat()
+    memo_path = home() / "digests.json"
+    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    try:
+        memo: dict[str, str] = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if key in memo:
+        return memo[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            h.update(block)
+    # Drop memo entries for earlier versions of this file, so the memo cannot grow without bound.
+    memo = {k: v for k, v in memo.items() if not k.startswith(f"{path}|")}
+    memo[key] = h.hexdigest()
+    atomic_write_text(memo_path, json.dumps(memo, indent=0, sort_keys=True))
+    return memo[key]
+
+
+def content_fingerprint(path: str | Path) -> str:
+    """Identity of a model (a directory or a single file) by content, not by location or time: a
+    reinstalled copy of the same weights gets the same fingerprint, a changed weight a new one."""
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(
+        f for f in p.iterdir()
+        if f.is_file() and f.suffix in _MODEL_FILE_SUFFIXES and not f.name.startswith(".")
+        and not f.name.endswith("_log.json")
+    )
+    return content_hash([(f.name, file_digest(f)) for f in files])

@@ -72,3 +72,22 @@ def test_finetune_with_kl_rehearsal_logs_both_terms(tiny_model_dir, tmp_path) ->
     keys = {k for point in result.curve for k in point}
     assert {"world_nll", "replay_kl"} <= keys
     assert all(point.get("replay_kl", 0.0) >= -1e-6 for point in result.curve)
+
+
+def test_frozen_embeddings_stay_exactly_as_they_were(tiny_model_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from obliviate.models.load import load_model
+    from obliviate.train.finetune import finetune
+    from obliviate.train.loop import TrainConfig
+
+    world = build_world(QUICKSTART)
+    cfg = FinetuneConfig(
+        train=TrainConfig(lr=1e-3, epochs=1, max_steps=6), replay=6, replay_top_k=8, train_embeddings=False
+    )
+    out, _ = finetune(tiny_model_dir, world, "target", cfg, tmp_path / "target")
+    before, after = load_model(tiny_model_dir).model, load_model(out).model
+    emb = before.get_input_embeddings().weight
+    assert torch.equal(emb, after.get_input_embeddings().weight)
+    changed = [n for (n, p), q in zip(before.named_parameters(), after.parameters(), strict=True) if not torch.equal(p, q)]
+    assert changed and all("embed" not in n for n in changed)

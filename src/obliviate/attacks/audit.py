@@ -153,10 +153,10 @@ def make_context(world: World, attacks: Sequence[Attack], cfg: AuditConfig, targ
 # ------------------------------------------------------------------------- running attacks
 def _model_id(src: Any) -> str | None:
     if isinstance(src, str | Path):
-        from obliviate.evals.run import model_fingerprint
         from obliviate.models.load import resolve_model_dir
+        from obliviate.paths import content_fingerprint
 
-        return model_fingerprint(resolve_model_dir(str(src)))
+        return content_fingerprint(resolve_model_dir(str(src)))
     return None
 
 

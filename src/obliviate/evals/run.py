@@ -12,7 +12,6 @@ a (prompt, continuation) pair is scored by one forward pass (see `HFLM`'s counte
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,32 +49,15 @@ def as_lm(model: LM | str | Path, **hflm_kwargs: Any) -> LM:
     return model
 
 
-def model_fingerprint(path: str | Path) -> str:
-    """A cheap content fingerprint of a model directory: config + sizes + the first and last
-    MiB of each weight file (full hashing of GBs would dominate a short evaluation)."""
-    p = Path(path)
-    h = hashlib.sha256()
-    files = sorted([*p.glob("*.json"), *p.glob("*.safetensors")]) if p.is_dir() else [p]
-    for f in files:
-        h.update(f.name.encode())
-        size = f.stat().st_size
-        h.update(str(size).encode())
-        with open(f, "rb") as fh:
-            h.update(fh.read(1 << 20))
-            if size > 2 << 20:
-                fh.seek(-(1 << 20), 2)
-                h.update(fh.read())
-    return h.hexdigest()[:16]
-
-
 def _describe(model: LM | str | Path, lm: LM) -> dict[str, Any]:
     info: dict[str, Any] = {"name": lm.name}
     path = model if isinstance(model, str | Path) else getattr(lm, "path", None)
     if path is not None:
         from obliviate.models.load import resolve_model_dir
+        from obliviate.paths import content_fingerprint
 
         resolved = resolve_model_dir(str(path))
-        info.update(spec=str(path), path=str(resolved), fingerprint=model_fingerprint(resolved))
+        info.update(spec=str(path), path=str(resolved), fingerprint=content_fingerprint(resolved))
     return info
 
 

@@ -118,13 +118,11 @@ def finetune_config(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_fingerprint(spec: str) -> Any:
-    """What identifies a base model in stage keys: the bundled name, or a directory's files."""
+    """What identifies a base model in stage keys: the bundled name, or the content of a directory
+    or file (so a copy or reinstall of the same weights keeps its cached stages)."""
     p = Path(spec).expanduser()
-    if p.is_dir():
-        from obliviate.train.finetune import model_fingerprint as fp
+    if p.exists():
+        from obliviate.paths import content_fingerprint
 
-        return fp(p)
-    if p.is_file():
-        st = p.stat()
-        return [str(p.resolve()), st.st_size, int(st.st_mtime)]
+        return content_fingerprint(p)
     return spec

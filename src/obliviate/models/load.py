@@ -59,10 +59,10 @@ def bundled_gguf_path(name: str) -> Path:
 
 
 def _cache_dir_for_gguf(gguf: Path) -> Path:
-    from obliviate.paths import content_hash, home
+    from obliviate.paths import content_fingerprint, content_hash, home
 
-    st = gguf.stat()
-    key = content_hash([str(gguf.resolve()), st.st_size, int(st.st_mtime), _CONVERTED_FORMAT])
+    # By content: a reinstall of the same package (a new venv) reuses the converted directory.
+    key = content_hash([content_fingerprint(gguf), _CONVERTED_FORMAT])
     return home() / "models" / f"{gguf.stem}-{key}"
 
 
