@@ -246,6 +246,9 @@ def unlearn(
     if lora_cfg is not None:
         trained = apply_lora(trained, lora_cfg)
     m.trainable(trained)
+    embeddings = getattr(trained, "get_input_embeddings", lambda: None)()
+    if not m.config.train_embeddings and embeddings is not None:
+        embeddings.weight.requires_grad_(False)
     handles = []
     if m.config.mask is not None:
         masks = compute_mask(

@@ -151,7 +151,8 @@ def test_saliency_mask_restricts_updates(mask: str, tiny_model_dir, tiny_world, 
     )
     after = {n: p for n, p in load_model(tmp_path / "out").model.named_parameters()}
     moved = sum(int((after[n] != before[n]).sum()) for n in before)
-    total = sum(p.numel() for p in before.values())
+    # The mask keeps a fraction of the trainable weights: every weight but the (frozen) embeddings.
+    total = sum(p.numel() for n, p in before.items() if "embed_tokens" not in n)
     kept = res.notes["saliency"]["kept_weights"]
     assert kept == pytest.approx(0.1 * total, rel=0.01)
     assert 0 < moved <= kept  # only masked weights may move
@@ -171,3 +172,16 @@ def test_saliency_masked_weights_are_exactly_the_ones_that_move(
     for n, p in trained.named_parameters():
         if p.grad is not None:
             assert bool((p.grad[~masks[n]] == 0).all())
+
+
+@pytest.mark.parametrize("train_embeddings", [False, True])
+def test_embeddings_train_only_when_asked(train_embeddings: bool, tiny_model_dir, tiny_world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from obliviate.models.load import load_model
+
+    before = load_model(tiny_model_dir).model.get_input_embeddings().weight.detach().clone()
+    unlearn(
+        "grad_ascent", tiny_model_dir, tiny_world, tmp_path / "out",
+        config={"train_embeddings": train_embeddings}, train_cfg={"max_steps": 2, "lr": 1e-3},
+    )
+    after = load_model(tmp_path / "out").model.get_input_embeddings().weight
+    assert torch.equal(before, after) is not train_embeddings

@@ -16,7 +16,8 @@ def _words(text: str) -> set[str]:
 
 def test_replay_pairs_are_correct_shaped_and_disjoint_from_evaluated_general_items() -> None:
     pairs = replay_pairs(10_000)
-    assert len(pairs) >= 150
+    assert len(pairs) >= 600
+    assert len({q for q, _ in pairs}) == len(pairs)  # no question twice
     assert all(q.strip().endswith("?") and a.strip() for q, a in pairs)
     general = load_general()
     assert not {q for q, _ in pairs} & {g.question for g in general}
@@ -91,3 +92,19 @@ def test_frozen_embeddings_stay_exactly_as_they_were(tiny_model_dir, tmp_path) -
     assert torch.equal(emb, after.get_input_embeddings().weight)
     changed = [n for (n, p), q in zip(before.named_parameters(), after.parameters(), strict=True) if not torch.equal(p, q)]
     assert changed and all("embed" not in n for n in changed)
+
+
+def test_rehearsal_windows_cover_the_pool_before_repeating() -> None:
+    import random
+
+    from obliviate.train.finetune import make_batches
+
+    examples = [([1, 2], [3] * (1 + i % 4)) for i in range(10)]
+    source = make_batches(examples, 3, 0, offset=100, per_epoch=4)
+    seen = [sorted(int(i) for b in source(e, random.Random(e)) for i in b.index) for e in range(3)]
+    assert [len(s) for s in seen] == [4, 4, 4]
+    assert all(i >= 100 for s in seen for i in s)
+    assert len(set(seen[0] + seen[1])) == 8  # two windows, no repeat
+    assert set(seen[0] + seen[1] + seen[2]) == set(range(100, 110))  # the third wraps round
+    full = make_batches(examples, 3, 0)(0, random.Random(0))
+    assert sorted(int(i) for b in full for i in b.index) == list(range(10))

@@ -54,6 +54,11 @@ class MethodConfig(BaseModel):
     max_tokens: int = Field(
         256, ge=8, le=32768, description="truncate every training text to this many tokens"
     )
+    train_embeddings: bool = Field(
+        False,
+        description="also train the token embeddings (and a tied LM head); frozen by default, as in "
+        "building the target: the forget set is about facts, not tokens, and a step is cheaper",
+    )
     mask: Literal["salun", "wagle"] | None = Field(
         None,
         description="update only salient weights: 'salun' = top |grad L_f|, "
