@@ -27,7 +27,7 @@ from obliviate.evals.stats import Aggregate
 from obliviate.methods.base import Context, Method, MethodConfig, MethodConfigError, MethodDataError
 from obliviate.registry import methods
 from obliviate.runlog import Component, CurvePoint, RunLog
-from obliviate.train.loop import LoraSettings, TrainConfig, bf16_supported, train
+from obliviate.train.loop import LoraSettings, TrainConfig, freeze_embeddings, train
 
 LOG_FILE = "unlearn_log.json"
 
@@ -236,8 +236,7 @@ def unlearn(
             "a ULD model cannot be unlearned further; unlearn its target instead"
         )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    bf16 = bf16_supported(device) if tcfg.bf16 is None else tcfg.bf16
-    ctx = Context(loaded.tokenizer, tcfg, device, bf16, seed)
+    ctx = Context(loaded.tokenizer, tcfg, device, tcfg.uses_bf16(device), seed)
     base_model = loaded.model.to(device)
 
     data = build_data(w, loaded.tokenizer, m, seed=seed)
@@ -246,9 +245,8 @@ def unlearn(
     if lora_cfg is not None:
         trained = apply_lora(trained, lora_cfg)
     m.trainable(trained)
-    embeddings = getattr(trained, "get_input_embeddings", lambda: None)()
-    if not m.config.train_embeddings and embeddings is not None:
-        embeddings.weight.requires_grad_(False)
+    if not m.config.train_embeddings:
+        freeze_embeddings(trained)
     handles = []
     if m.config.mask is not None:
         masks = compute_mask(
@@ -329,7 +327,7 @@ def unlearn(
             "wall_s": res.wall_s,
             "tokens_per_s": result.tokens_per_s,
         },
-        notes=[f"stopped: {res.stopped}", f"device: {device}, bf16: {bf16}", *res.warnings],
+        notes=[f"stopped: {res.stopped}", f"device: {device}, bf16: {ctx.bf16}", *res.warnings],
     )
     log.save(out / LOG_FILE)
     return res

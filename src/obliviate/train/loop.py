@@ -59,6 +59,10 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(0, ge=0, description="save a checkpoint every N steps (0: off)")
     log_every: int = Field(1, ge=1, description="record the curve every N steps")
 
+    def uses_bf16(self, device: torch.device) -> bool:
+        """Whether training on `device` runs under bf16 autocast (`bf16`, or where supported)."""
+        return bf16_supported(device) if self.bf16 is None else self.bf16
+
 
 @dataclass
 class StepOutput:
@@ -88,6 +92,15 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
+def freeze_embeddings(model: Any) -> None:
+    """Stop the token embeddings from training (a tied LM head is the same tensor). Models
+    without `get_input_embeddings` (a composed wrapper) are left as they are."""
+    get = getattr(model, "get_input_embeddings", None)
+    embeddings = get() if get is not None else None
+    if embeddings is not None:
+        embeddings.weight.requires_grad_(False)
+
+
 BatchSource = Sequence[B] | Callable[[int, random.Random], Sequence[B]]
 Callback = Callable[[int, dict[str, float]], str | None]
 
@@ -110,7 +123,7 @@ class Trainer(Generic[B]):
         set_seed(self.cfg.seed)
         rng = random.Random(self.cfg.seed)
         probe_device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        use_bf16 = bf16_supported(probe_device) if self.cfg.bf16 is None else self.cfg.bf16
+        use_bf16 = self.cfg.uses_bf16(probe_device)
         acc = self.accelerator or _make_accelerator("bf16" if use_bf16 else "no", self.cfg.grad_accum)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
