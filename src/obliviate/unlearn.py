@@ -140,7 +140,7 @@ def _check_inputs(m: Method, world: World, train_cfg: TrainConfig) -> None:
         len(world.passages_in("retain", "neighbour"))
         if cfg.retain_data in ("passages", "both")
         else 0
-    )
+    ) + cfg.retain_replay
     if m.needs_retain and n_retain == 0:
         raise MethodDataError(
             f"method '{m.name}' needs retain data but world '{world.name}' has none for "

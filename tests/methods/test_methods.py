@@ -185,3 +185,29 @@ def test_embeddings_train_only_when_asked(train_embeddings: bool, tiny_model_dir
     )
     after = load_model(tmp_path / "out").model.get_input_embeddings().weight
     assert torch.equal(before, after) is not train_embeddings
+
+
+def test_retain_replay_adds_real_world_pairs_to_the_retain_data(tiny_tokenizer, tiny_world) -> None:  # type: ignore[no-untyped-def]
+    from obliviate.data.world import replay_pairs
+
+    plain = build_data(tiny_world, tiny_tokenizer, make_method("grad_diff", {"retain_replay": 0}))
+    more = build_data(tiny_world, tiny_tokenizer, make_method("grad_diff", {"retain_replay": 5}))
+    assert len(more.retain) == len(plain.retain) + 5
+    assert more.retain[: len(plain.retain)] == plain.retain
+    q, a = replay_pairs(5)[0]
+    assert tiny_tokenizer.decode(more.retain[len(plain.retain)][1]).find(a[:20]) >= 0
+    assert make_method("idk_dpo").config.retain_replay > 0  # its tuned default
+
+
+@pytest.mark.parametrize(("name", "retain_loss", "passes"), [("npo", "nll", 0), ("npo", "kl", 1), ("grad_diff", "kl", 1)])
+def test_retain_reference_is_computed_only_for_a_kl_retain_term(
+    name: str, retain_loss: str, passes: int, tiny_model, tiny_tokenizer, tiny_world, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import obliviate.methods.grad_diff as gd
+
+    calls: list[int] = []
+    real = gd.top_k_reference
+    monkeypatch.setattr(gd, "top_k_reference", lambda *a, **k: calls.append(1) or real(*a, **k))
+    m, trained, batch = prepared(name, tiny_model, tiny_tokenizer, tiny_world, retain_loss=retain_loss)
+    assert len(calls) == passes
+    assert torch.isfinite(m.loss(trained, batch).loss)

@@ -108,3 +108,25 @@ def test_rehearsal_windows_cover_the_pool_before_repeating() -> None:
     assert set(seen[0] + seen[1] + seen[2]) == set(range(100, 110))  # the third wraps round
     full = make_batches(examples, 3, 0)(0, random.Random(0))
     assert sorted(int(i) for b in full for i in b.index) == list(range(10))
+
+
+def test_target_and_oracle_share_one_rehearsal_reference(tiny_model_dir, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import obliviate.train.finetune as ft
+    from obliviate.train.loop import TrainConfig
+
+    calls: list[int] = []
+    real = ft.top_k_reference
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ft, "top_k_reference", counting)
+    monkeypatch.setattr(ft, "_REFERENCES", {})  # earlier tests in this process filled it
+    world = build_world(QUICKSTART)
+    cfg = FinetuneConfig(train=TrainConfig(lr=1e-3, epochs=1, max_steps=2), replay=6, replay_top_k=8)
+    ft.finetune(tiny_model_dir, world, "target", cfg, tmp_path / "target")
+    ft.finetune(tiny_model_dir, world, "oracle", cfg, tmp_path / "oracle")
+    assert len(calls) == 1
+    ft.finetune(tiny_model_dir, world, "oracle", cfg.model_copy(update={"replay_top_k": 4}), tmp_path / "o4")
+    assert len(calls) == 2  # other settings, another reference

@@ -109,3 +109,26 @@ def test_empty_data_and_frozen_model(tiny_tokenizer, tiny_model) -> None:  # typ
     _, batches = _batches(tiny_tokenizer)
     with pytest.raises(ValueError, match="no trainable parameters"):
         train(tiny_model, batches, nll, TrainConfig())
+
+
+def test_cpu_attention_kernel_computes_the_same_loss_and_gradients(tiny_tokenizer, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    """The training step's CPU attention backend (plain matmuls, chosen for speed) is the same
+    function as torch's default kernel: padded batches give equal losses and gradients."""
+    from obliviate.train.loop import attention_kernel
+
+    assert tiny_model.config._attn_implementation == "sdpa"
+    _, batches = _batches(tiny_tokenizer, n=5, bs=5)  # one batch with padding
+    assert not bool(batches[0].attention_mask.all())
+
+    def loss_and_grads(kernel: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        tiny_model.zero_grad(set_to_none=True)
+        ctx = attention_kernel(torch.device("cpu")) if kernel else torch.enable_grad()
+        with ctx:
+            loss = mean_nll(tiny_model, batches[0])
+            loss.backward()
+        return loss.detach(), [p.grad.clone() for p in tiny_model.parameters() if p.grad is not None]
+
+    (l0, g0), (l1, g1) = loss_and_grads(False), loss_and_grads(True)
+    assert torch.allclose(l0, l1, atol=1e-5)
+    assert len(g0) == len(g1) > 0
+    assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(g0, g1, strict=True))

@@ -51,6 +51,13 @@ class MethodConfig(BaseModel):
     retain_data: Literal["qa", "passages", "both"] = Field(
         "qa", description="retain texts, sampled afresh every step from retain + neighbour subjects"
     )
+    retain_replay: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="hand-written real-world QA pairs (the target's rehearsal pool) added to the "
+        "retain data, so the retain term also covers general knowledge (as RMU's wikitext does)",
+    )
     max_tokens: int = Field(
         256, ge=8, le=32768, description="truncate every training text to this many tokens"
     )

@@ -69,6 +69,10 @@ def build_data(world: World, tokenizer: Any, method: Method, seed: int = 0) -> U
             passage_example(tokenizer, p.text, cfg.max_tokens)
             for p in world.passages_in("retain", "neighbour")
         ]
+    if cfg.retain_replay:
+        from obliviate.data.world import replay_pairs
+
+        retain += [qa_example(tokenizer, q, a, cfg.max_tokens) for q, a in replay_pairs(cfg.retain_replay)]
     return UnlearnData(forget, retain, pad_id_of(tokenizer), alternate, kinds)
 
 

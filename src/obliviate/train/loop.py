@@ -160,7 +160,7 @@ class Trainer(Generic[B]):
         running: dict[str, list[float]] = {}
         while step < total:
             for batch in current:
-                with acc.accumulate(model), acc.autocast():
+                with acc.accumulate(model), acc.autocast(), attention_kernel(acc.device):
                     out = self.loss_fn(model, _to_device(batch, acc.device))
                     loss = out.loss
                     if not torch.isfinite(loss.detach()).all():
@@ -248,6 +248,19 @@ def _make_accelerator(mixed_precision: str, grad_accum: int) -> Any:
     cpu = multi and not torch.cuda.is_available()
     del PartialState
     return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum, cpu=cpu)
+
+
+def attention_kernel(device: torch.device) -> Any:
+    """The scaled-dot-product-attention backend for a training step on `device`. On CPU, torch's
+    flash-attention kernel has a slow backward at the short sequences we train on (6 ms per layer
+    per step for SmolLM2-135M, batch 8 x ~65 tokens); the plain-matmul ("math") backend, which
+    computes bf16 inputs in fp32, makes the backward pass ~25% and a step ~15% faster. GPUs keep
+    torch's own choice (flash / memory-efficient kernels win there)."""
+    from contextlib import nullcontext
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else nullcontext()
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
