@@ -194,7 +194,7 @@ def test_retain_replay_adds_real_world_pairs_to_the_retain_data(tiny_tokenizer, 
     more = build_data(tiny_world, tiny_tokenizer, make_method("grad_diff", {"retain_replay": 5}))
     assert len(more.retain) == len(plain.retain) + 5
     assert more.retain[: len(plain.retain)] == plain.retain
-    q, a = replay_pairs(5)[0]
+    _, a = replay_pairs(5)[0]
     assert tiny_tokenizer.decode(more.retain[len(plain.retain)][1]).find(a[:20]) >= 0
     assert make_method("idk_dpo").config.retain_replay > 0  # its tuned default
 

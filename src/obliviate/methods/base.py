@@ -25,7 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from obliviate.train.batch import Example, ForgetRetainBatch, TokenBatch, collate
-from obliviate.train.loop import StepOutput, TrainConfig
+from obliviate.train.loop import StepOutput, TrainConfig, bf16_autocast
 from obliviate.train.losses import mean_nll, sequence_logprob
 
 
@@ -112,7 +112,7 @@ class Context:
     def autocast(self) -> AbstractContextManager[Any]:
         # No-grad passes run in the training precision, so that e.g. NPO's log-ratio is exactly
         # zero at step 0 instead of carrying a bf16-vs-fp32 offset.
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        return bf16_autocast(self.device, self.bf16)
 
 
 def iter_batches(examples: Sequence[Example], pad_id: int, batch_size: int) -> Iterator[TokenBatch]:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from obliviate.data.schema import World
+from obliviate.data.world import replay_pairs
 from obliviate.methods.base import Method, MethodConfig, UnlearnData
 from obliviate.models.lm import Prompt
 from obliviate.models.prompt import encode_continuation, encode_pair
@@ -70,8 +71,6 @@ def build_data(world: World, tokenizer: Any, method: Method, seed: int = 0) -> U
             for p in world.passages_in("retain", "neighbour")
         ]
     if cfg.retain_replay:
-        from obliviate.data.world import replay_pairs
-
         retain += [qa_example(tokenizer, q, a, cfg.max_tokens) for q, a in replay_pairs(cfg.retain_replay)]
     return UnlearnData(forget, retain, pad_id_of(tokenizer), alternate, kinds)
 

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from obliviate.data.schema import Split, World, load_world
@@ -28,6 +27,7 @@ from obliviate.train.loop import (
     StepOutput,
     TrainConfig,
     TrainResult,
+    bf16_autocast,
     freeze_embeddings,
     train,
 )
@@ -213,8 +213,7 @@ def _rehearsal_reference(
         _REFERENCES.clear()  # one base at a time: a few MB, not one per model ever built
         # In the training precision: 2.5x faster on CPU, and the KL starts at exactly zero.
         _REFERENCES[key] = top_k_reference(
-            model, replay, pad_id, cfg.replay_top_k,
-            autocast=lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
+            model, replay, pad_id, cfg.replay_top_k, autocast=lambda: bf16_autocast(device, bf16)
         )
     return _REFERENCES[key]
 
