@@ -130,3 +130,38 @@ def test_target_and_oracle_share_one_rehearsal_reference(tiny_model_dir, tmp_pat
     assert len(calls) == 1
     ft.finetune(tiny_model_dir, world, "oracle", cfg.model_copy(update={"replay_top_k": 4}), tmp_path / "o4")
     assert len(calls) == 2  # other settings, another reference
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Base answers for rehearsal are cached under $OBLIVIATE_HOME: keep them out of the user's.
+    monkeypatch.setenv("OBLIVIATE_HOME", str(tmp_path / "home"))
+
+
+def test_rehearsal_pairs_the_questions_with_the_bases_greedy_answers_once(tiny_model_dir, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from obliviate.models.hf_lm import HFLM
+    from obliviate.models.lm import Prompt
+    from obliviate.models.load import load_model
+    from obliviate.train.finetune import rehearsal_pairs
+
+    loaded = load_model(tiny_model_dir)
+    cfg = FinetuneConfig(replay=4, replay_answer_tokens=5)
+    written = replay_pairs(4)
+    pairs = rehearsal_pairs(loaded.model, loaded.tokenizer, loaded.path, cfg)
+    greedy = HFLM(loaded.model, loaded.tokenizer).generate([Prompt(q) for q, _ in written], max_new_tokens=5)
+    assert pairs == [(q, g.strip()) for (q, _), g in zip(written, greedy, strict=True)]
+    assert [a for _, a in pairs] != [a for _, a in written]
+
+    def no_generation(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the base's answers should come from the disk cache")
+
+    monkeypatch.setattr(HFLM, "generate", no_generation)
+    assert rehearsal_pairs(loaded.model, loaded.tokenizer, loaded.path, cfg) == pairs
+    written_cfg = cfg.model_copy(update={"replay_answers": "written"})
+    assert rehearsal_pairs(loaded.model, loaded.tokenizer, loaded.path, written_cfg) == written
+
+
+def test_nll_rehearsal_on_the_bases_own_answers_is_refused() -> None:
+    with pytest.raises(ValueError, match="replay_answers='written'"):
+        FinetuneConfig(replay_loss="nll")
+    assert FinetuneConfig(replay_loss="nll", replay_answers="written").replay_loss == "nll"

@@ -114,8 +114,9 @@ def replay_pairs(n: int | None = None) -> list[tuple[str, str]]:
     Mixing correct general-knowledge answers into fine-tuning is rehearsal against catastrophic
     forgetting (Robins 1995): without it, training on 60 fictitious facts teaches the model that
     "What is the capital of …?" is answered with an invented place name. The answers are ours and
-    correct: replaying the base model's own greedy answers (tried first) taught it to hallucinate,
-    because the 135M base gets most of these questions wrong. The questions are disjoint from the
+    correct: NLL on the base model's own greedy answers (tried first) taught it to hallucinate,
+    because the 135M base gets most of these questions wrong. (Fine-tuning now pairs the
+    questions with the base's answers under a KL to the base, which keeps rather than teaches.) The questions are disjoint from the
     evaluated general items, and pairs that restate an evaluated fact were removed, so rehearsal
     cannot inflate the general-utility score it protects (a test checks the disjointness); so were
     pairs on an evaluated item's very subject (the year of the Moon landing, next to "who first
