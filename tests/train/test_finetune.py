@@ -10,6 +10,12 @@ from obliviate.data.world import QUICKSTART, build_world, load_general
 from obliviate.train.finetune import FinetuneConfig, examples_for, replay_pairs, training_texts
 
 
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Base answers for rehearsal are cached under $OBLIVIATE_HOME: keep them out of the user's.
+    monkeypatch.setenv("OBLIVIATE_HOME", str(tmp_path / "home"))
+
+
 def _words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 3}
 
@@ -130,12 +136,6 @@ def test_target_and_oracle_share_one_rehearsal_reference(tiny_model_dir, tmp_pat
     assert len(calls) == 1
     ft.finetune(tiny_model_dir, world, "oracle", cfg.model_copy(update={"replay_top_k": 4}), tmp_path / "o4")
     assert len(calls) == 2  # other settings, another reference
-
-
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    # Base answers for rehearsal are cached under $OBLIVIATE_HOME: keep them out of the user's.
-    monkeypatch.setenv("OBLIVIATE_HOME", str(tmp_path / "home"))
 
 
 def test_rehearsal_pairs_the_questions_with_the_bases_greedy_answers_once(tiny_model_dir, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -116,11 +116,12 @@ def replay_pairs(n: int | None = None) -> list[tuple[str, str]]:
     "What is the capital of …?" is answered with an invented place name. The answers are ours and
     correct: NLL on the base model's own greedy answers (tried first) taught it to hallucinate,
     because the 135M base gets most of these questions wrong. (Fine-tuning now pairs the
-    questions with the base's answers under a KL to the base, which keeps rather than teaches.) The questions are disjoint from the
-    evaluated general items, and pairs that restate an evaluated fact were removed, so rehearsal
-    cannot inflate the general-utility score it protects (a test checks the disjointness); so were
-    pairs on an evaluated item's very subject (the year of the Moon landing, next to "who first
-    walked on the Moon?"). 676 pairs: a wider pool protects more of what rehearsal does not touch.
+    questions with the base's answers under a KL to the base, which keeps rather than teaches.)
+    The questions are disjoint from the evaluated general items, and pairs that restate an
+    evaluated fact were removed, so rehearsal cannot inflate the general-utility score it protects
+    (a test checks the disjointness); so were pairs on an evaluated item's very subject (the year
+    of the Moon landing, next to "who first walked on the Moon?"). 676 pairs: a wider pool
+    protects more of what rehearsal does not touch.
     """
     text = resources.files("obliviate.data").joinpath("resources/replay_qa.tsv").read_text("utf-8")
     pairs = [(q, a) for q, a in (line.split("\t", 1) for line in text.splitlines() if line.strip())]

@@ -231,6 +231,7 @@ def rehearsal_pairs(model: Any, tokenizer: Any, base_dir: Path, cfg: FinetuneCon
     Self-distillation as in Yang et al. 2024 ("Self-Distillation Bridges Distribution Gap in
     Language Model Fine-Tuning"): the base's own output is the text on which its behaviour is
     kept, rather than written text the base would not produce."""
+    from obliviate.evals.suites.base import answer_questions
     from obliviate.models.hf_lm import HFLM
     from obliviate.paths import atomic_write_text, content_fingerprint, content_hash, home
 
@@ -243,10 +244,8 @@ def rehearsal_pairs(model: Any, tokenizer: Any, base_dir: Path, cfg: FinetuneCon
     if path.is_file():
         answers = json.loads(path.read_text("utf-8"))
     else:
-        # Greedy, exactly as the evaluation decodes: the path whose behaviour is to be kept.
-        lm = HFLM(model, tokenizer, name="base")
-        generated = lm.generate([Prompt(q) for q in questions], max_new_tokens=cfg.replay_answer_tokens)
-        answers = [a.strip() for a in generated]
+        # The evaluation's own greedy answering: the path whose behaviour is to be kept.
+        answers = answer_questions(HFLM(model, tokenizer, name="base"), questions, cfg.replay_answer_tokens)
         atomic_write_text(path, json.dumps(answers))
     return list(zip(questions, answers, strict=True))
 
