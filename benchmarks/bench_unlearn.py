@@ -1,7 +1,7 @@
 """Unlearning benchmarks on this machine (not tests).
 
     python benchmarks/bench_unlearn.py speed   [--steps 4] [--methods npo rmu ...]
-    python benchmarks/bench_unlearn.py quality [--methods ...] [--world DIR]
+    python benchmarks/bench_unlearn.py quality [--methods ...] [--world DIR] [--seeds 0 1 2]
 
 speed: training tokens/s of each method's unlearning steps on the bundled SmolLM2-135M with the
 quickstart world, and the fraction of this machine's measured bf16 matmul peak it reaches, at
@@ -15,7 +15,7 @@ retain), then fact accuracy (the key span in the greedy chat answer, the evaluat
 `fact_accuracy`) on the forget facts, the retain + neighbour facts and every general-knowledge
 question (or the first `--general N`), next to the base model, the target and the oracle. The
 bar for NPO (+retain NLL), SimNPO, GradDiff, RMU and IdK-DPO: forget <= 30%, retain >= 75%,
-general >= 90% of the base.
+general >= 90% of the base, on every seed (`--seeds`; the mean and the worst seed are reported).
 """
 
 from __future__ import annotations
@@ -152,33 +152,47 @@ def quality(args: argparse.Namespace) -> None:
     base_general = table["base"]["general"]
     out_root = Path(args.out or tempfile.mkdtemp(prefix="unlearn-quality-"))
     for name in args.methods or methods.names():
-        out = out_root / name
-        res = unlearn(name, target, world, out)
-        acc = fact_accuracies(lm_for(out), world, args.general)
-        passed = (
-            acc["forget"] <= 0.30 and acc["retain"] >= 0.75 and acc["general"] >= 0.9 * base_general
-        )
+        runs = []
+        for seed in args.seeds:
+            out = out_root / f"{name}-seed{seed}"
+            res = unlearn(name, target, world, out, seed=seed)
+            acc = fact_accuracies(lm_for(out), world, args.general)
+            passed = (
+                acc["forget"] <= 0.30
+                and acc["retain"] >= 0.75
+                and acc["general"] >= 0.9 * base_general
+            )
+            runs.append({**acc, "seed": seed, "wall_s": round(res.wall_s, 1), "steps": res.steps,
+                         "meets_bar": passed, "warnings": res.warnings})
+            print(name, runs[-1], flush=True)
         table[name] = {
-            **acc,
-            "wall_s": round(res.wall_s, 1),
-            "steps": res.steps,
-            "meets_bar": passed,
+            # The mean, and the worst seed on each axis: a method meets the bar only on every seed.
+            **{k: sum(r[k] for r in runs) / len(runs) for k in ("forget", "retain", "general")},
+            "worst": {"forget": max(r["forget"] for r in runs),
+                      "retain": min(r["retain"] for r in runs),
+                      "general": min(r["general"] for r in runs)},
+            "wall_s": round(sum(r["wall_s"] for r in runs) / len(runs), 1),
+            "meets_bar": all(r["meets_bar"] for r in runs),
             "bar_applies": name in BAR_METHODS,
-            "warnings": res.warnings,
+            "seeds": runs,
         }
-        print(name, table[name], flush=True)
     write_result(
-        "unlearn_quality", {"world": str(world_dir), "target": str(target), "results": table}
+        "unlearn_quality" + (f"_{args.tag}" if args.tag else ""),
+        {"world": str(world_dir), "target": str(target), "seeds": args.seeds, "results": table},
     )
-    print("\n| model | forget | retain | general | wall s | bar |\n|---|---|---|---|---|---|")
+    print("\n| model | forget | retain | general | worst (f / r / g) | wall s | bar |")
+    print("|---|---|---|---|---|---|---|")
     for k, r in table.items():
         bar = (
             ""
             if "meets_bar" not in r
             else ("yes" if r["meets_bar"] else "no") + ("" if r["bar_applies"] else " (n/a)")
         )
+        w = r.get("worst")
+        worst = f"{w['forget']:.0%} / {w['retain']:.0%} / {w['general']:.1%}" if w else ""
         print(
-            f"| {k} | {r['forget']:.0%} | {r['retain']:.0%} | {r['general']:.0%} | {r.get('wall_s', '')} | {bar} |"
+            f"| {k} | {r['forget']:.0%} | {r['retain']:.0%} | {r['general']:.1%} | {worst} "
+            f"| {r.get('wall_s', '')} | {bar} |"
         )
 
 
@@ -207,6 +221,13 @@ def main() -> None:
     p.add_argument(
         "--general", type=int, default=None,
         help="quality: ask only the first N general-knowledge questions (default: all 188)",
+    )
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[0],
+        help="quality: unlearning seeds per method (mean and worst reported; the bar must hold on each)",
+    )
+    p.add_argument(
+        "--tag", default="", help="quality: suffix of the results file (unlearn_quality_TAG.json)"
     )
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     args = p.parse_args()

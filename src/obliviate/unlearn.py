@@ -32,6 +32,10 @@ from obliviate.train.loop import LoraSettings, TrainConfig, freeze_embeddings, t
 LOG_FILE = "unlearn_log.json"
 
 
+class UnlearningAnchorWarning(UserWarning):
+    """The general-knowledge anchor was asked for but the starting model gave nothing to keep."""
+
+
 class UnlearningCollapseWarning(UserWarning):
     """Retain NLL rose well above its starting value: the model may be degenerating."""
 
@@ -151,6 +155,11 @@ def _check_inputs(m: Method, world: World, train_cfg: TrainConfig) -> None:
         raise MethodDataError(
             f"method '{m.name}' pairs forget questions with other answers: use forget_data='qa'"
         )
+    if cfg.anchor_pairs and not m.trains_output:
+        raise MethodConfigError(
+            f"method '{m.name}' trains a separate forget model, so anchoring it to the starting "
+            "model's answers would undo its purpose; set anchor_pairs=0"
+        )
     if cfg.mask == "wagle" and n_retain == 0:
         raise MethodDataError(
             "the 'wagle' saliency mask needs retain data; use mask='salun' or add retain data"
@@ -206,7 +215,7 @@ def unlearn(
         retain data, measure retain NLL every this many steps (0: never). callbacks: extra loop
         callbacks `(step, row) -> reason to stop | None`, e.g. a progress bar.
     """
-    from obliviate.methods.batches import batch_source, build_data
+    from obliviate.methods.batches import anchor_examples, batch_source, build_data
     from obliviate.methods.saliency import apply_mask, compute_mask
     from obliviate.models.load import LoadedModel, load_model, save_model
     from obliviate.train.lora import apply_lora, merge_lora
@@ -241,6 +250,21 @@ def unlearn(
 
     data = build_data(w, loaded.tokenizer, m, seed=seed)
     t0 = time.perf_counter()
+    if m.config.anchor_pairs:
+        # Cached by the directory's content only when the model was loaded from it here.
+        own_dir = None if isinstance(model, LoadedModel) else loaded.path
+        data.anchor = anchor_examples(base_model, loaded.tokenizer, own_dir, m.config)
+        ctx.notes["anchor_examples"] = len(data.anchor)
+        if data.anchor:
+            m.prepare_anchor(base_model, data, ctx)
+        else:
+            warnings.warn(
+                f"the starting model's greedy answers to all {m.config.anchor_pairs} anchor "
+                "questions were empty, so there is nothing to anchor on: training without the "
+                "anchor KL (set anchor_pairs=0 to silence this)",
+                UnlearningAnchorWarning,
+                stacklevel=2,
+            )
     trained = m.prepare(base_model, data, ctx)
     if lora_cfg is not None:
         trained = apply_lora(trained, lora_cfg)

@@ -196,7 +196,7 @@ def test_retain_replay_adds_real_world_pairs_to_the_retain_data(tiny_tokenizer, 
     assert more.retain[: len(plain.retain)] == plain.retain
     _, a = replay_pairs(5)[0]
     assert tiny_tokenizer.decode(more.retain[len(plain.retain)][1]).find(a[:20]) >= 0
-    assert make_method("idk_dpo").config.retain_replay > 0  # its tuned default
+    assert make_method("idk_dpo").config.anchor_pairs > 0  # its tuned default: the anchor instead
 
 
 @pytest.mark.parametrize(("name", "retain_loss", "passes"), [("npo", "nll", 0), ("npo", "kl", 1), ("grad_diff", "kl", 1)])
@@ -211,3 +211,37 @@ def test_retain_reference_is_computed_only_for_a_kl_retain_term(
     m, trained, batch = prepared(name, tiny_model, tiny_tokenizer, tiny_world, retain_loss=retain_loss)
     assert len(calls) == passes
     assert torch.isfinite(m.loss(trained, batch).loss)
+
+
+def test_anchor_adds_its_weighted_kl_to_the_method_loss(tiny_model, tiny_tokenizer, tiny_world) -> None:  # type: ignore[no-untyped-def]
+    from obliviate.methods.batches import qa_example
+    from obliviate.train.losses import answer_only
+
+    m = make_method("npo", {"anchor_pairs": 3, "anchor_weight": 2.5})
+    data = build_data(tiny_world, tiny_tokenizer, m)
+    data.anchor = [qa_example(tiny_tokenizer, f"Question {i}?", f"Answer number {i}.", 64) for i in range(3)]
+    ctx = Context(tiny_tokenizer, TrainConfig.model_validate({}), torch.device("cpu"), bf16=False)
+    m.prepare_anchor(tiny_model, data, ctx)
+    trained = m.prepare(tiny_model, data, ctx)
+    batch = batch_source(data, m.config, use_retain=True)(0, random.Random(0))[0]
+    assert batch.anchor is not None and m.anchor_ref is not None
+    assert m.step(trained, batch).logs["anchor_kl"] == pytest.approx(0.0, abs=1e-6)  # at the start
+    with torch.no_grad():  # move the model off the reference
+        for p in trained.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    # By hand from the stored reference: KL(ref || model) over ref's top-k tokens plus one bucket
+    # for the rest, averaged over the anchor answer tokens.
+    ref = m.anchor_ref
+    a = answer_only(trained, batch.anchor)
+    rows = [int(i) for i in batch.anchor.index]
+    lp = torch.log_softmax(a.logits.float(), -1)
+    ref_lp = torch.cat([ref.logprobs[r] for r in rows])
+    ref_ids = torch.cat([ref.ids[r] for r in rows])
+    p_ref = ref_lp.exp()
+    head = (p_ref * (ref_lp - lp.gather(-1, ref_ids))).sum(-1)
+    tail_p = (1 - p_ref.sum(-1)).clamp(min=1e-6)
+    tail_q = (1 - lp.gather(-1, ref_ids).exp().sum(-1)).clamp(min=1e-6)
+    kl = (head + tail_p * (tail_p.log() - tail_q.log())).mean()
+    out, plain = m.step(trained, batch), m.loss(trained, batch)
+    assert out.logs["anchor_kl"] == pytest.approx(float(kl), rel=1e-4) and float(kl) > 1e-4
+    assert float(out.loss) == pytest.approx(float(plain.loss) + 2.5 * float(kl), rel=1e-4)

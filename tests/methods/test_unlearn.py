@@ -226,3 +226,64 @@ def test_trained_model_is_left_without_the_autocast_wrapper(tiny_model_dir, tiny
     loaded = load_model(tiny_model_dir)
     unlearn("grad_ascent", loaded, tiny_world, tmp_path / "o", train_cfg=FAST)
     assert not hasattr(loaded.model, "_original_forward")
+
+
+def test_anchor_kl_is_taken_along_the_starting_models_answers(
+    tiny_model_dir, tiny_world, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import obliviate.evals.suites.base as suites
+
+    # The random tiny model answers with nothing; stand in answers with tokens to keep.
+    asked: list[list[str]] = []
+    monkeypatch.setattr(
+        suites, "answer_questions", lambda lm, qs, n: asked.append(list(qs)) or [f"It is {q}" for q in qs]
+    )
+    monkeypatch.setenv("OBLIVIATE_HOME", str(tmp_path / "home"))
+    cfg = {"anchor_pairs": 6, "anchor_batch_size": 2, "anchor_weight": 3.0}
+    res = unlearn("npo", tiny_model_dir, tiny_world, tmp_path / "o", config=cfg, train_cfg=FAST)
+    kl = [row["anchor_kl"] for row in res.curve]
+    # Step 1 sees the starting model itself; the update it makes moves the next step off it.
+    assert kl[0] == pytest.approx(0.0, abs=1e-6) and kl[1] > 1e-6
+    assert len(asked) == 1 and len(asked[0]) == 6
+    # Cached by the model directory's content: a second run asks nothing ...
+    unlearn("npo", tiny_model_dir, tiny_world, tmp_path / "o2", config=cfg, train_cfg=FAST)
+    assert len(asked) == 1
+    # ... but an in-memory model may differ from its directory, so it is always asked.
+    from obliviate.models.load import load_model
+
+    unlearn("npo", load_model(tiny_model_dir), tiny_world, tmp_path / "o3", config=cfg, train_cfg=FAST)
+    assert len(asked) == 2
+
+
+def test_anchor_with_no_answers_trains_without_it_and_says_so(tiny_model_dir, tiny_world, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from obliviate.runlog import RunLog
+    from obliviate.unlearn import UnlearningAnchorWarning
+
+    # The real tiny model's greedy answers are empty: nothing to anchor on, said, not hidden.
+    monkeypatch.setenv("OBLIVIATE_HOME", str(tmp_path / "home"))
+    with pytest.warns(UnlearningAnchorWarning, match="anchor_pairs=0"):
+        res = unlearn("npo", tiny_model_dir, tiny_world, tmp_path / "o", config={"anchor_pairs": 3}, train_cfg=FAST)
+    assert "anchor_kl" not in res.curve[-1]
+    assert RunLog.load(tmp_path / "o" / LOG_FILE).inputs["resolved"]["anchor_examples"] == 0
+
+
+def test_anchor_draws_every_pair_before_repeating(tiny_tokenizer, tiny_world) -> None:  # type: ignore[no-untyped-def]
+    import random
+
+    from obliviate.methods.batches import batch_source, build_data, qa_example
+    from obliviate.unlearn import make_method
+
+    m = make_method("npo", {"anchor_pairs": 5, "anchor_batch_size": 2, "batch_size": 1})
+    data = build_data(tiny_world, tiny_tokenizer, m)
+    data.anchor = [qa_example(tiny_tokenizer, f"q{i}?", f"a{i}.", 64) for i in range(5)]
+    make = batch_source(data, m.config, use_retain=True)
+    rng = random.Random(0)
+    seen = [int(i) for b in make(0, rng) + make(1, rng) for i in b.anchor.index]  # 6 steps x 2
+    assert all(b.anchor.input_ids.shape[0] == 2 for b in make(2, rng))
+    assert sorted(seen[:5]) == [0, 1, 2, 3, 4] and sorted(seen[5:10]) == [0, 1, 2, 3, 4]
+
+
+def test_anchor_refused_for_methods_that_train_a_separate_model(tiny_model_dir, tiny_world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for name in ("task_vector", "uld"):
+        with pytest.raises(MethodConfigError, match="set anchor_pairs=0"):
+            unlearn(name, tiny_model_dir, tiny_world, tmp_path / "o", config={"anchor_pairs": 4})

@@ -26,7 +26,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from obliviate.train.batch import Example, ForgetRetainBatch, TokenBatch, collate
 from obliviate.train.loop import StepOutput, TrainConfig, bf16_autocast
-from obliviate.train.losses import mean_nll, sequence_logprob
+from obliviate.train.losses import (
+    TopKReference,
+    answer_only,
+    mean_nll,
+    sequence_logprob,
+    top_k_reference,
+)
+
+# Reference tokens kept per anchor answer token, and the length of the starting model's answers:
+# as in the target's rehearsal (`FinetuneConfig.replay_top_k`, `replay_answer_tokens`).
+ANCHOR_TOP_K = 32
+ANCHOR_ANSWER_TOKENS = 24
 
 
 class MethodConfigError(ValueError):
@@ -57,6 +68,20 @@ class MethodConfig(BaseModel):
         le=100_000,
         description="hand-written real-world QA pairs (the target's rehearsal pool) added to the "
         "retain data, so the retain term also covers general knowledge (as RMU's wikitext does)",
+    )
+    anchor_pairs: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="real-world questions (the rehearsal pool) answered greedily by the starting "
+        "model itself; a KL to the starting model along those answers keeps its general knowledge "
+        "without diluting the retain term (0 = off)",
+    )
+    anchor_weight: float = Field(
+        1.0, ge=0.0, le=1e4, description="weight of the anchor KL (with anchor_pairs > 0)"
+    )
+    anchor_batch_size: int = Field(
+        8, ge=1, le=4096, description="anchor examples per step (with anchor_pairs > 0)"
     )
     max_tokens: int = Field(
         256, ge=8, le=32768, description="truncate every training text to this many tokens"
@@ -89,6 +114,7 @@ class UnlearnData:
     pad_id: int
     alternate: list[Example] | None = None
     forget_kinds: list[str] = field(default_factory=list)  # "qa" | "passage", per forget item
+    anchor: list[Example] = field(default_factory=list)  # real-world Q + the model's own answer
 
     def forget_batches(self, batch_size: int) -> Iterator[TokenBatch]:
         return iter_batches(self.forget, self.pad_id, batch_size)
@@ -139,6 +165,10 @@ class Method:
     # Whether a no-grad retain NLL of the trained module means anything (not for ULD, whose
     # trained module is an assistant meant to be bad at retain data).
     monitor_retain: ClassVar[bool] = True
+    # Whether the trained module is the model to be saved, so that anchoring it to the starting
+    # model's behaviour means anything (not for task vectors or ULD, which train a forget expert).
+    trains_output: ClassVar[bool] = True
+    anchor_ref: TopKReference | None = None
 
     def __init__(self, config: MethodConfig | Mapping[str, Any] | None = None) -> None:
         self.config = self.validate_config(config)
@@ -216,10 +246,29 @@ class Method:
         return trained
 
     # ----- the step the engine calls -------------------------------------------------------------
+    def prepare_anchor(self, model: Any, data: UnlearnData, ctx: Context) -> None:
+        """The starting model's top-k next-token log-probs along its own answers to the anchor
+        questions, once, before anything trains (`anchor_pairs > 0`)."""
+        self.anchor_ref = top_k_reference(model, data.anchor, data.pad_id, ANCHOR_TOP_K, autocast=ctx.autocast)
+
     def step(self, model: Any, batch: ForgetRetainBatch) -> StepOutput:
-        """`loss`, plus a no-grad retain NLL on batches the engine marks for monitoring, so the
-        collapse guard can watch retain quality even for methods that never train on it."""
+        """`loss`, plus the anchor KL when the batch carries anchor examples, plus a no-grad retain
+        NLL on batches the engine marks for monitoring, so the collapse guard can watch retain
+        quality even for methods that never train on it.
+
+        The anchor is self-distillation (Yang et al. 2024, "Self-Distillation Bridges Distribution
+        Gap in Language Model Fine-Tuning") used as a regulariser: KL(π_start ‖ π_θ) along the
+        starting model's own greedy answers keeps the path its decoding takes, where the general
+        knowledge an unlearning step damages shows up; it is the same rehearsal that built the
+        target (`FinetuneConfig.replay_answers="base"`)."""
         out = self.loss(model, batch)
+        if batch.anchor is not None:
+            if self.anchor_ref is None:
+                raise RuntimeError(f"{self.name}: prepare_anchor() must run before the anchor KL")
+            kl = self.anchor_ref.kl(answer_only(model, batch.anchor), [int(i) for i in batch.anchor.index])
+            out = StepOutput(
+                out.loss + self.config.anchor_weight * kl, {**out.logs, "anchor_kl": float(kl.detach())}
+            )
         monitor = self.monitor_retain and "monitor" in batch.extra
         if "retain_nll" not in out.logs and batch.retain is not None and monitor:
             with torch.no_grad():

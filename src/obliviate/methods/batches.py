@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -75,6 +76,24 @@ def build_data(world: World, tokenizer: Any, method: Method, seed: int = 0) -> U
     return UnlearnData(forget, retain, pad_id_of(tokenizer), alternate, kinds)
 
 
+def anchor_examples(
+    model: Any, tokenizer: Any, model_dir: Path | None, cfg: MethodConfig
+) -> list[Example]:
+    """`cfg.anchor_pairs` rehearsal questions, each with `model`'s own greedy answer (cached on
+    disk by `model_dir`'s content; None: not cached). Empty answers are dropped: they carry no
+    token to keep, so a model that answers nothing gets no anchor (the engine says so)."""
+    from obliviate.methods.base import ANCHOR_ANSWER_TOKENS
+    from obliviate.train.finetune import own_answers
+
+    questions = [q for q, _ in replay_pairs(cfg.anchor_pairs)]
+    answers = own_answers(model, tokenizer, model_dir, questions, ANCHOR_ANSWER_TOKENS)
+    return [
+        qa_example(tokenizer, q, a, cfg.max_tokens)
+        for q, a in zip(questions, answers, strict=True)
+        if a.strip()
+    ]
+
+
 def batch_source(
     data: UnlearnData, cfg: MethodConfig, *, use_retain: bool, monitor_every: int = 0
 ) -> Callable[[int, random.Random], list[ForgetRetainBatch]]:
@@ -82,17 +101,18 @@ def batch_source(
 
     Retain batches go into every step when the method trains on them, and into every
     `monitor_every`-th step otherwise (marked `extra["monitor"]`) so the collapse guard can
-    watch retain NLL without paying for it on every step.
+    watch retain NLL without paying for it on every step. Anchor batches, when there is anchor
+    data, go into every step, drawn from their own shuffled cycle.
     """
     lengths = [len(p) + len(a) for p, a in data.forget]
-    pool: list[int] = []
+    pools: dict[str, list[int]] = {"retain": [], "anchor": []}
     state = {"step": 0}
 
-    def draw(rng: random.Random, n: int) -> list[int]:
-        out: list[int] = []
-        while len(out) < n:
+    def draw(rng: random.Random, name: str, size: int, n: int) -> list[int]:
+        pool, out = pools[name], list[int]()
+        while len(out) < min(n, size):
             if not pool:
-                pool.extend(rng.sample(range(len(data.retain)), len(data.retain)))
+                pool.extend(rng.sample(range(size), size))
             out.append(pool.pop())
         return out
 
@@ -104,13 +124,16 @@ def batch_source(
             if data.alternate is not None:
                 alt = collate([data.alternate[i] for i in group], data.pad_id, index=group)
             monitor = monitor_every > 0 and state["step"] % monitor_every == 0
-            retain, extra = None, {}
+            retain, anchor, extra = None, None, {}
             if data.retain and (use_retain or monitor):
-                idx = draw(rng, min(cfg.retain_batch_size, len(data.retain)))
+                idx = draw(rng, "retain", len(data.retain), cfg.retain_batch_size)
                 retain = collate([data.retain[i] for i in idx], data.pad_id, index=idx)
+            if data.anchor:
+                idx = draw(rng, "anchor", len(data.anchor), cfg.anchor_batch_size)
+                anchor = collate([data.anchor[i] for i in idx], data.pad_id, index=idx)
             if monitor:
                 extra["monitor"] = torch.ones(1)
-            batches.append(ForgetRetainBatch(forget, retain, alt, extra))
+            batches.append(ForgetRetainBatch(forget, retain, alt, extra, anchor))
             state["step"] += 1
         return batches
 

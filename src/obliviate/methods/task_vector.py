@@ -45,6 +45,7 @@ class TaskVector(Method):
         "epochs": 1000.0,
         "schedule": "constant",
     }
+    trains_output: ClassVar[bool] = False  # it trains a forget expert, then subtracts it
 
     def trainable(self, model: Any) -> None:
         # θ before fine-tuning, for the trained parameters only (LoRA: just the adapters).

@@ -65,6 +65,7 @@ class ULD(Method):
         "schedule": "constant",
     }
     monitor_retain: ClassVar[bool] = False
+    trains_output: ClassVar[bool] = False  # it trains the assistant, not the model it saves
 
     @property
     def needs_retain(self) -> bool:

@@ -43,25 +43,32 @@ class TokenBatch:
 
 @dataclass
 class ForgetRetainBatch:
-    """One unlearning step's data: forget examples, and optionally retain examples and the
-    forget questions paired with an alternative answer (IdK answers, WHP generic labels)."""
+    """One unlearning step's data: forget examples, and optionally retain examples, the
+    forget questions paired with an alternative answer (IdK answers, WHP generic labels), and
+    real-world questions with the starting model's own answers (the general-knowledge anchor)."""
 
     forget: TokenBatch
     retain: TokenBatch | None = None
     alternate: TokenBatch | None = None
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    anchor: TokenBatch | None = None
 
     def to(self, device: torch.device | str) -> ForgetRetainBatch:
+        def move(b: TokenBatch | None) -> TokenBatch | None:
+            return b.to(device) if b is not None else None
+
         return ForgetRetainBatch(
             self.forget.to(device),
-            self.retain.to(device) if self.retain is not None else None,
-            self.alternate.to(device) if self.alternate is not None else None,
+            move(self.retain),
+            move(self.alternate),
             {k: v.to(device) for k, v in self.extra.items()},
+            move(self.anchor),
         )
 
     @property
     def n_tokens(self) -> int:
-        return sum(b.n_tokens for b in (self.forget, self.retain, self.alternate) if b is not None)
+        parts = (self.forget, self.retain, self.alternate, self.anchor)
+        return sum(b.n_tokens for b in parts if b is not None)
 
 
 Example = tuple[list[int], list[int]]  # (prompt ids, answer ids): loss only on the answer

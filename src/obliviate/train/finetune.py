@@ -226,28 +226,42 @@ def finetune_step(n_world: int, cfg: FinetuneConfig, ref: TopKReference | None):
 def rehearsal_pairs(model: Any, tokenizer: Any, base_dir: Path, cfg: FinetuneConfig) -> list[tuple[str, str]]:
     """The rehearsal (question, answer) pairs: with `replay_answers="base"`, each question paired
     with the base's greedy answer (`replay_answer_tokens` long), generated once per base and
-    cached on disk under `$OBLIVIATE_HOME/rehearsal/` (~30 s for 676 questions on 2 CPU cores).
+    cached on disk (`own_answers`).
 
     Self-distillation as in Yang et al. 2024 ("Self-Distillation Bridges Distribution Gap in
     Language Model Fine-Tuning"): the base's own output is the text on which its behaviour is
     kept, rather than written text the base would not produce."""
-    from obliviate.evals.suites.base import answer_questions
-    from obliviate.models.hf_lm import HFLM
-    from obliviate.paths import atomic_write_text, content_fingerprint, content_hash, home
-
     pairs = replay_pairs(cfg.replay)
     if cfg.replay_answers == "written" or not pairs:
         return pairs
     questions = [q for q, _ in pairs]
-    key = content_hash([content_fingerprint(base_dir), questions, cfg.replay_answer_tokens])
+    return list(zip(questions, own_answers(model, tokenizer, base_dir, questions, cfg.replay_answer_tokens), strict=True))
+
+
+def own_answers(
+    model: Any, tokenizer: Any, model_dir: Path | None, questions: list[str], max_new_tokens: int
+) -> list[str]:
+    """`model`'s greedy answers to `questions` (the evaluation's own answering: the path whose
+    behaviour is to be kept), ~30 s for 676 questions on 2 CPU cores. Cached on disk under
+    `$OBLIVIATE_HOME/rehearsal/`, keyed by `model_dir`'s content, when `model` is exactly what
+    that directory holds; `model_dir=None` (a model that may have changed in memory) skips the
+    cache."""
+    from obliviate.evals.suites.base import answer_questions
+    from obliviate.models.hf_lm import HFLM
+    from obliviate.paths import atomic_write_text, content_fingerprint, content_hash, home
+
+    def generate() -> list[str]:
+        return answer_questions(HFLM(model, tokenizer, name="self"), questions, max_new_tokens)
+
+    if model_dir is None:
+        return generate()
+    key = content_hash([content_fingerprint(model_dir), questions, max_new_tokens])
     path = home() / "rehearsal" / f"answers-{key}.json"
     if path.is_file():
-        answers = json.loads(path.read_text("utf-8"))
-    else:
-        # The evaluation's own greedy answering: the path whose behaviour is to be kept.
-        answers = answer_questions(HFLM(model, tokenizer, name="base"), questions, cfg.replay_answer_tokens)
-        atomic_write_text(path, json.dumps(answers))
-    return list(zip(questions, answers, strict=True))
+        return list(json.loads(path.read_text("utf-8")))
+    answers = generate()
+    atomic_write_text(path, json.dumps(answers))
+    return answers
 
 
 _REFERENCES: dict[str, TopKReference] = {}
