@@ -79,6 +79,19 @@ def test_batched_generate_equals_unbatched_greedy(tiny_model, tiny_tokenizer) ->
     assert all(isinstance(t, str) for t in batched)
 
 
+def test_decoding_passes_the_kv_cache_under_the_installed_transformers_name(tiny_model, tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    import warnings
+
+    # transformers 5.24 renamed `past_key_values` to `cache` and warns on the old name (removed
+    # in 5.40): decoding with the renamed argument must not trigger it, and the cache must work.
+    # (test_greedy_matches_hf_generate checks what the cached decoding produces.)
+    lm = HFLM(tiny_model, tiny_tokenizer, bf16=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*past_key_values.*")
+        lm.generate([Prompt("Where was Alora Venn born?"), Prompt("hi")], max_new_tokens=8)
+    assert lm.n_generated_tokens > 2
+
+
 def test_greedy_matches_hf_generate(tiny_model, tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
     lm = HFLM(tiny_model, tiny_tokenizer, bf16=False)
     ids = lm.encode_prompt(Prompt("Where was Alora Venn born?"))

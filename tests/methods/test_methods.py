@@ -199,6 +199,15 @@ def test_retain_replay_adds_real_world_pairs_to_the_retain_data(tiny_tokenizer, 
     assert make_method("idk_dpo").config.anchor_pairs > 0  # its tuned default: the anchor instead
 
 
+def test_tuned_anchor_defaults_cover_the_whole_rehearsal_pool() -> None:
+    from obliviate.data.world import replay_pairs
+    from obliviate.methods.base import ANCHOR_POOL
+
+    # The tuning record in methods/base.py is for the whole pool; growing the file must move it.
+    assert len(replay_pairs()) == ANCHOR_POOL
+    assert make_method("grad_diff").config.anchor_pairs == ANCHOR_POOL
+
+
 @pytest.mark.parametrize(("name", "retain_loss", "passes"), [("npo", "nll", 0), ("npo", "kl", 1), ("grad_diff", "kl", 1)])
 def test_retain_reference_is_computed_only_for_a_kl_retain_term(
     name: str, retain_loss: str, passes: int, tiny_model, tiny_tokenizer, tiny_world, monkeypatch

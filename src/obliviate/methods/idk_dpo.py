@@ -16,7 +16,13 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from obliviate.methods.base import Context, MethodConfig, UnlearnData, precompute_sequence_logprobs
+from obliviate.methods.base import (
+    ANCHOR_POOL,
+    Context,
+    MethodConfig,
+    UnlearnData,
+    precompute_sequence_logprobs,
+)
 from obliviate.methods.grad_diff import GradDiff, RetainTermConfig
 from obliviate.registry import method
 from obliviate.train.batch import ForgetRetainBatch
@@ -41,13 +47,18 @@ class IdkDPOConfig(RetainTermConfig):
     # written pairs kept, weight 1 0.15 / 0.85 / 0.787; without them, weight 5 0.05 / 0.875 / 0.830,
     # weight 10 0.20 / 0.925 / 0.867, weight 15 0.25 / 0.95 / 0.878 and 0.35 / 0.95 / 0.862,
     # weight 20 0.25 / 0.975 / 0.888 and 0.40 / 0.975 / 0.878; weight 20 with 20 steps (the
-    # default) 0.15 / 0.975 / 0.872 and 0.15 / 0.975 / 0.878.
+    # default) 0.15 / 0.975 / 0.872 and 0.15 / 0.975 / 0.878. Session 9, anchor on the whole pool
+    # (the default), seeds 0 / 1 / 2: 0.15 / 1.00 / 0.899, 0.15 / 0.975 / 0.872, 0.20 / 1.00 /
+    # 0.915.
     retain_replay: int = Field(
         0, ge=0, le=100_000, description="real-world rehearsal pairs added to the retain data"
     )
     anchor_pairs: int = Field(
-        128, ge=0, le=100_000, description="real-world questions answered by the starting model, "
-        "kept by a KL anchor (0 = off)"
+        ANCHOR_POOL,
+        ge=0,
+        le=100_000,
+        description="real-world questions answered by the starting model, kept by a KL anchor "
+        "(0 = off)",
     )
     anchor_weight: float = Field(20.0, ge=0.0, le=1e4, description="weight of the anchor KL")
     retain_batch_size: int = Field(8, ge=1, le=4096, description="retain examples per step")

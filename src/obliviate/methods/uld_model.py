@@ -150,6 +150,8 @@ class ULDModel(torch.nn.Module):
         Unknown generation keywords (e.g. `generation_config`) are accepted and ignored."""
         from transformers import DynamicCache
 
+        from obliviate.models.hf_lm import CACHE_ARG
+
         gc = self.generation_config
         eos = eos_token_id if eos_token_id is not None else getattr(gc, "eos_token_id", None)
         eos_ids = torch.tensor(
@@ -171,7 +173,7 @@ class ULDModel(torch.nn.Module):
                     input_ids=step_ids,
                     attention_mask=mask,
                     position_ids=step_pos,
-                    past_key_values=c,
+                    **{CACHE_ARG: c},
                     use_cache=True,
                 )
                 for m, c in zip((self.target, self.assistant), caches)

@@ -40,6 +40,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import transformers
+from packaging.version import Version
 
 from obliviate.models.lm import Prompt, Sampling, Scored, TokenStats
 from obliviate.models.prompt import (
@@ -53,6 +55,18 @@ from obliviate.models.sampling import cut_at_stop, end_token_ids, pick_next, row
 Key = tuple[tuple[int, ...], tuple[int, ...]]
 # Older names of the decoding helpers (now in models/sampling.py), imported by guards/decoding.py.
 _cut, _pick, _row_generators = cut_at_stop, pick_next, row_generators
+
+# transformers 5.24 renamed the KV cache `past_key_values` -> `cache` (forward argument and output
+# field) and drops the old name in 5.40; releases before 5.24 know only the old one.
+CACHE_ARG = (
+    "cache" if Version(Version(transformers.__version__).base_version) >= Version("5.24")
+    else "past_key_values"
+)
+
+
+def output_cache(out: Any) -> Any:
+    """The KV cache a forward pass with `use_cache=True` returned, under either name."""
+    return getattr(out, CACHE_ARG)
 
 
 SHARED_MAX = 3  # models `HFLM.shared` keeps loaded (an experiment's target, oracle, current model)
@@ -180,7 +194,7 @@ class HFLM:
         """One forward pass as decoding runs it: with `bf16_generate` and fp32 weights, through
         the same modules (hooks included) with a bf16 copy of the weights, made once per weight
         version."""
-        if inputs.get("past_key_values") is None:
+        if inputs.get(CACHE_ARG) is None:
             # Checked at each prefill only: weights do not change between a prefill and its decode
             # steps, and hashing every parameter's version at each step cost ~0.4 s per evaluation.
             self._check_fresh()
@@ -411,7 +425,7 @@ class HFLM:
                                       use_cache=True, logits_to_keep=1)
         new: list[list[int]] = [[] for _ in prompts]
         stop_t = torch.tensor(sorted(self.stop_ids)) if self.stop_ids else torch.empty(0, dtype=torch.long)
-        cache = out.past_key_values
+        cache = output_cache(out)
         position = position[:, -1:]
         active = list(range(b))  # original row of each row still being decoded
         for step in range(max_new):
@@ -433,7 +447,7 @@ class HFLM:
                 nxt, mask, position = nxt[keep], mask[keep], position[keep]
                 active = [active[j] for j in keep.tolist()]
             out = self.forward_generation(input_ids=nxt[:, None], attention_mask=mask,
-                                          position_ids=position, past_key_values=cache, use_cache=True)
+                                          position_ids=position, use_cache=True, **{CACHE_ARG: cache})
         self.n_generated_prompts += b
         self.n_generated_tokens += sum(len(n) for n in new)
         return new

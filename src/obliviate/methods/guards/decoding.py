@@ -28,7 +28,14 @@ import torch
 
 # HFLM's sampling pick, per-prompt seeded generators and token statistics, reused so that the
 # guards decode and score exactly as the unguarded model does (see the module docstring).
-from obliviate.models.hf_lm import _cut, _pick, _row_generators, _token_stats_chunk
+from obliviate.models.hf_lm import (
+    CACHE_ARG,
+    _cut,
+    _pick,
+    _row_generators,
+    _token_stats_chunk,
+    output_cache,
+)
 from obliviate.models.lm import Prompt, Sampling, Scored, TokenStats
 from obliviate.paths import content_hash
 
@@ -368,7 +375,7 @@ def _generate_batch(
                 input_ids=nxt[:, None],
                 attention_mask=masks[k],
                 position_ids=positions[k],
-                past_key_values=outs[k].past_key_values,
+                **{CACHE_ARG: output_cache(outs[k])},
                 use_cache=True,
             )
     results = []
