@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from obliviate.methods.base import ANCHOR_POOL, Context, MethodConfig, UnlearnData
+from obliviate.methods.base import ANCHOR_POOL, AnchorPairs, Context, MethodConfig, UnlearnData
 from obliviate.methods.grad_ascent import GradAscent
 from obliviate.registry import method
 from obliviate.train.batch import ForgetRetainBatch, TokenBatch
@@ -56,13 +56,7 @@ class GradDiffConfig(RetainTermConfig):
         "kl", description="retain term: NLL of retain answers, or KL(reference || model) on them"
     )
     # The general-knowledge anchor (tuning record on the GradDiff class).
-    anchor_pairs: int = Field(
-        ANCHOR_POOL,
-        ge=0,
-        le=100_000,
-        description="real-world questions answered by the starting model, kept by a KL anchor "
-        "(0 = off)",
-    )
+    anchor_pairs: AnchorPairs = ANCHOR_POOL
     anchor_weight: float = Field(5.0, ge=0.0, le=1e4, description="weight of the anchor KL")
 
 

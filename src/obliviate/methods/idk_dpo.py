@@ -18,6 +18,7 @@ from pydantic import Field
 
 from obliviate.methods.base import (
     ANCHOR_POOL,
+    AnchorPairs,
     Context,
     MethodConfig,
     UnlearnData,
@@ -53,13 +54,7 @@ class IdkDPOConfig(RetainTermConfig):
     retain_replay: int = Field(
         0, ge=0, le=100_000, description="real-world rehearsal pairs added to the retain data"
     )
-    anchor_pairs: int = Field(
-        ANCHOR_POOL,
-        ge=0,
-        le=100_000,
-        description="real-world questions answered by the starting model, kept by a KL anchor "
-        "(0 = off)",
-    )
+    anchor_pairs: AnchorPairs = ANCHOR_POOL
     anchor_weight: float = Field(20.0, ge=0.0, le=1e4, description="weight of the anchor KL")
     retain_batch_size: int = Field(8, ge=1, le=4096, description="retain examples per step")
 

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from obliviate.methods.base import (
     ANCHOR_POOL,
+    AnchorPairs,
     Context,
     MethodConfig,
     UnlearnData,
@@ -49,13 +50,7 @@ class NPOConfig(RetainTermConfig):
     # Session 9, anchor on the whole pool (the default), weight 3, seeds 0 / 1 / 2: 0.05 / 0.825 /
     # 0.894, 0.10 / 0.875 / 0.867, 0.15 / 0.875 / 0.830 (misses the bar on two seeds). Seed 2 with
     # weight 5: 0.15 / 0.875 / 0.856; with 16 anchor examples per step: 0.15 / 0.825 / 0.851.
-    anchor_pairs: int = Field(
-        ANCHOR_POOL,
-        ge=0,
-        le=100_000,
-        description="real-world questions answered by the starting model, kept by a KL anchor "
-        "(0 = off)",
-    )
+    anchor_pairs: AnchorPairs = ANCHOR_POOL
     anchor_weight: float = Field(3.0, ge=0.0, le=1e4, description="weight of the anchor KL")
 
 

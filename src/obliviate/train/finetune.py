@@ -235,7 +235,8 @@ def rehearsal_pairs(model: Any, tokenizer: Any, base_dir: Path, cfg: FinetuneCon
     if cfg.replay_answers == "written" or not pairs:
         return pairs
     questions = [q for q, _ in pairs]
-    return list(zip(questions, own_answers(model, tokenizer, base_dir, questions, cfg.replay_answer_tokens), strict=True))
+    answers = own_answers(model, tokenizer, base_dir, questions, cfg.replay_answer_tokens)
+    return list(zip(questions, answers, strict=True))
 
 
 def own_answers(
