@@ -16,11 +16,14 @@ retain), then fact accuracy (the key span in the greedy chat answer, the evaluat
 question (or the first `--general N`), next to the base model, the target and the oracle. The
 bar for NPO (+retain NLL), SimNPO, GradDiff, RMU and IdK-DPO: forget <= 30%, retain >= 75%,
 general >= 90% of the base, on every seed (`--seeds`; the mean and the worst seed are reported).
+With `--methods`, the results file keeps the other methods' rows when they were measured on the
+same target and seeds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -176,9 +179,18 @@ def quality(args: argparse.Namespace) -> None:
             "bar_applies": name in BAR_METHODS,
             "seeds": runs,
         }
+    name = "unlearn_quality" + (f"_{args.tag}" if args.tag else "")
+    # Re-running some methods keeps the others' results when they were measured on the same target
+    # and seeds: the file stays one comparable table instead of losing what is not re-run.
+    earlier = Path(__file__).parent / "results" / f"{name}.json"
+    if args.methods and earlier.is_file():
+        old = json.loads(earlier.read_text())
+        if old.get("target") == str(target) and old.get("seeds") == args.seeds:
+            kept = [k for k in old["results"] if k not in table]
+            table.update({k: old["results"][k] for k in kept})
+            print(f"kept from {earlier.name}: {', '.join(kept) or 'nothing'}", flush=True)
     write_result(
-        "unlearn_quality" + (f"_{args.tag}" if args.tag else ""),
-        {"world": str(world_dir), "target": str(target), "seeds": args.seeds, "results": table},
+        name, {"world": str(world_dir), "target": str(target), "seeds": args.seeds, "results": table}
     )
     print("\n| model | forget | retain | general | worst (f / r / g) | wall s | bar |")
     print("|---|---|---|---|---|---|---|")

@@ -256,7 +256,7 @@ def unlearn(
         data.anchor = anchor_examples(base_model, loaded.tokenizer, own_dir, m.config)
         ctx.notes["anchor_examples"] = len(data.anchor)
         if data.anchor:
-            m.prepare_anchor(base_model, data, ctx)
+            m.prepare_anchor(base_model, data, ctx, own_dir)
         else:
             warnings.warn(
                 f"the starting model's greedy answers to all {m.config.anchor_pairs} anchor "

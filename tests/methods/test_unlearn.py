@@ -245,14 +245,21 @@ def test_anchor_kl_is_taken_along_the_starting_models_answers(
     # Step 1 sees the starting model itself; the update it makes moves the next step off it.
     assert kl[0] == pytest.approx(0.0, abs=1e-6) and kl[1] > 1e-6
     assert len(asked) == 1 and len(asked[0]) == 6
-    # Cached by the model directory's content: a second run asks nothing ...
-    unlearn("npo", tiny_model_dir, tiny_world, tmp_path / "o2", config=cfg, train_cfg=FAST)
-    assert len(asked) == 1
+    # Cached by the model directory's content: a second run neither asks nor recomputes the
+    # reference, and trains exactly as the first did on the stored one ...
+    from obliviate.methods import base
+
+    computed = []
+    real = base.top_k_reference
+    monkeypatch.setattr(base, "top_k_reference", lambda *a, **k: computed.append(1) or real(*a, **k))
+    res2 = unlearn("npo", tiny_model_dir, tiny_world, tmp_path / "o2", config=cfg, train_cfg=FAST)
+    assert len(asked) == 1 and not computed
+    assert [row["anchor_kl"] for row in res2.curve] == kl
     # ... but an in-memory model may differ from its directory, so it is always asked.
     from obliviate.models.load import load_model
 
     unlearn("npo", load_model(tiny_model_dir), tiny_world, tmp_path / "o3", config=cfg, train_cfg=FAST)
-    assert len(asked) == 2
+    assert len(asked) == 2 and len(computed) == 1
 
 
 def test_anchor_with_no_answers_trains_without_it_and_says_so(tiny_model_dir, tiny_world, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

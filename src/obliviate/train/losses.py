@@ -130,6 +130,26 @@ class TopKReference:
     ids: list[torch.Tensor]  # per example: (answer_len, k) token ids
     logprobs: list[torch.Tensor]  # per example: (answer_len, k) log-probs under the reference
 
+    def to_bytes(self) -> bytes:
+        """safetensors bytes: the examples' rows concatenated, plus each example's length."""
+        from safetensors.torch import save
+
+        return save(
+            {
+                "ids": torch.cat(self.ids).contiguous(),
+                "logprobs": torch.cat(self.logprobs).contiguous(),
+                "lengths": torch.tensor([len(t) for t in self.ids], dtype=torch.int64),
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TopKReference:
+        from safetensors.torch import load
+
+        t = load(data)
+        sizes = [int(n) for n in t["lengths"]]
+        return cls(list(t["ids"].split(sizes)), list(t["logprobs"].split(sizes)))
+
     def kl(self, a: AnswerLogits, rows: Sequence[int]) -> torch.Tensor:
         """`top_k_kl` of a batch whose row i is example `rows[i]` of this reference."""
         dev = a.logits.device
