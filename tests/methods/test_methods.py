@@ -205,7 +205,8 @@ def test_tuned_anchor_defaults_cover_the_whole_rehearsal_pool() -> None:
 
     # The tuning record in methods/base.py is for the whole pool; growing the file must move it.
     assert len(replay_pairs()) == ANCHOR_POOL
-    assert make_method("grad_diff").config.anchor_pairs == ANCHOR_POOL
+    for name in ("grad_diff", "simnpo", "npo", "idk_dpo", "idk_sft"):
+        assert make_method(name).config.anchor_pairs == ANCHOR_POOL, name
 
 
 @pytest.mark.parametrize(("name", "retain_loss", "passes"), [("npo", "nll", 0), ("npo", "kl", 1), ("grad_diff", "kl", 1)])

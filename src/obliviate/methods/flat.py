@@ -73,8 +73,13 @@ def mean_token_prob(model: Any, batch: TokenBatch) -> torch.Tensor:
 class FLAT(Method):
     name = "flat"
     Config: ClassVar[type[MethodConfig]] = FLATConfig
+    # Nothing holds retain or general answers here (forget data only, by design), so the step
+    # size is all there is to tune. Session 10 (target 1.00 / 0.975 / 0.878; forget / retain /
+    # general): lr 1e-4 collapsed to 0 / 0 / 0 (so did 1e-4 x 10 steps; 5e-5: 0 / 0 / 0.181);
+    # 2e-5 (the default) 0.15 / 0.875 / 0.777, 0.25 / 0.875 / 0.750, 0.25 / 0.85 / 0.718 on seeds
+    # 0 / 1 / 2; 1e-5 does not forget (0.65 / 1.00 / 0.846, seed 0).
     train_defaults: ClassVar[dict[str, Any]] = {
-        "lr": 1e-4,
+        "lr": 2e-5,
         "max_steps": 20,
         "epochs": 1000.0,
         "schedule": "constant",

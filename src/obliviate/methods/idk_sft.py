@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
-from obliviate.methods.base import MethodConfig
+from obliviate.methods.base import ANCHOR_POOL, AnchorPairs, MethodConfig
 from obliviate.methods.grad_diff import GradDiff, RetainTermConfig
 from obliviate.registry import method
 from obliviate.train.batch import ForgetRetainBatch
@@ -31,6 +31,13 @@ class IdkSFTConfig(RetainTermConfig):
         2.0, ge=0.0, le=1e4, description="alpha: weight of the retain term"
     )
     retain_batch_size: int = Field(8, ge=1, le=4096, description="retain examples per step")
+    # Declining also spreads to real-world questions: without the anchor, 15 steps gave 0.10 /
+    # 0.825 / 0.569 (forget / retain / general; session 7, target general 0.878). Session 10,
+    # anchor on the whole pool, seed 0: weight 20 x 15 steps 0.45 / 1.00 / 0.894; weight 10 x 15
+    # 0.35 / 1.00 / 0.894; 10 x 20 0.10 / 0.95 / 0.862; 20 x 25 0.15 / 0.975 / 0.862; 15 x 20 (the
+    # default) 0.15 / 1.00 / 0.867, and 0.45 / 0.975 / 0.862, 0.20 / 0.975 / 0.883 on seeds 1, 2.
+    anchor_pairs: AnchorPairs = ANCHOR_POOL
+    anchor_weight: float = Field(15.0, ge=0.0, le=1e4, description="weight of the anchor KL")
 
 
 @method("idk_sft")
@@ -39,7 +46,7 @@ class IdkSFT(GradDiff):
     Config: ClassVar[type[MethodConfig]] = IdkSFTConfig
     train_defaults: ClassVar[dict[str, Any]] = {
         "lr": 2e-5,
-        "max_steps": 15,
+        "max_steps": 20,
         "epochs": 1000.0,
         "schedule": "constant",
     }

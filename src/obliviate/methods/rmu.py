@@ -49,8 +49,14 @@ class RMUConfig(MethodConfig):
         le=1e3,
         description="with steering_coeff=None: c = scale x mean |h_l| on forget inputs",
     )
+    # Session 10, seeds 0-6 (target general 0.878, bar 0.871): alpha 100 gave general 0.883 0.883
+    # 0.867 0.883 0.856 0.851 0.867 (mean 0.870, 3 of 7 at the bar); alpha 200 (the default,
+    # chosen on seeds 0-2, then run on 3-6) 0.872 0.872 0.878 0.878 0.856 0.878 0.883 (mean 0.874,
+    # 6 of 7); forget 0 and retain 0.975 with both. The means differ by less than one question of
+    # 188: the bar is one question under the target, so RMU, which keeps the target's general
+    # knowledge, meets it or not by a question either way.
     retain_weight: float = Field(
-        100.0, ge=0.0, le=1e6, description="alpha: weight of the retain activation MSE"
+        200.0, ge=0.0, le=1e6, description="alpha: weight of the retain activation MSE"
     )
     forget_positions: str = Field(
         "after_shared_prefix",
@@ -122,7 +128,8 @@ class RMU(Method):
     Config: ClassVar[type[MethodConfig]] = RMUConfig
     # Session 9 (target 1.00 / 0.975 / 0.878, bar 0.871), seeds 0 / 1 / 2: 0.00 / 0.975 / 0.883,
     # 0.883, 0.867. The general-knowledge anchor (676 pairs, weight 1) left seed 2 at 0.867 and
-    # made a run 6x slower, so it stays off.
+    # made a run 6x slower, so it stays off. Session 10: 30 steps 0.867 / 0.867 / 0.862 (seeds
+    # 0-2), steering scale 1.5: 0.867 / 0.878 / 0.872; retain weight: on RMUConfig.
     train_defaults: ClassVar[dict[str, Any]] = {
         "lr": 2e-3,
         "max_steps": 60,
