@@ -52,6 +52,9 @@ class SimNPOConfig(GradDiffConfig):
     # 16 anchor examples per step: 0.30 / 0.95 / 0.899, 0.25 / 0.90 / 0.862, 0.30 / 0.95 / 0.872.
     # The default over seeds 0 / 1 / 2 (bench_unlearn quality): general 0.936 / 0.867 / 0.862.
     # Seeds move forgetting and general knowledge more than these settings do.
+    # Session 10, the smaller steps that steadied NPO: lr 2.5e-5 x 50 steps 0.10 / 0.975 / 0.888,
+    # 0.15 / 1.00 / 0.867, 0.30 / 0.975 / 0.883 (seeds 0 / 1 / 2); 3.5e-5 x 35 0.20 / 0.925 /
+    # 0.872, 0.30 / 0.95 / 0.867 (seeds 0 / 1). Retain weight 3: 0.40 / 0.975 / 0.910 (seed 0).
     anchor_weight: float = Field(2.0, ge=0.0, le=1e4, description="weight of the anchor KL")
 
 
