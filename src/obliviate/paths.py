@@ -7,10 +7,12 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def home() -> Path:
@@ -62,6 +64,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def cached_on_disk(
+    path: Path | None, make: Callable[[], T], dump: Callable[[T], bytes], load: Callable[[bytes], T]
+) -> T:
+    """`make()`, written to `path` (atomically) the first time and read back from it after;
+    `path=None` (nothing on disk identifies what `make` depends on) computes it every time."""
+    if path is None:
+        return make()
+    if path.is_file():
+        return load(path.read_bytes())
+    value = make()
+    atomic_write_bytes(path, dump(value))
+    return value
 
 
 @contextmanager

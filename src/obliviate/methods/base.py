@@ -265,26 +265,23 @@ class Method:
         answers, when `model` is exactly what `model_dir` holds (None: computed every time):
         every method unlearning one target shares it, which saves ~20 s per run on CPU."""
 
+        from obliviate.paths import cached_on_disk, content_fingerprint, content_hash, home
+
         def compute() -> TopKReference:
             return top_k_reference(
                 model, data.anchor, data.pad_id, ANCHOR_TOP_K, autocast=ctx.autocast
             )
 
-        if model_dir is None:
-            self.anchor_ref = compute()
-            return
-        from obliviate.paths import atomic_write_bytes, content_fingerprint, content_hash, home
-
-        # The examples carry the answers' token ids; precision and device change the values.
-        key = content_hash(
-            [content_fingerprint(model_dir), data.anchor, ANCHOR_TOP_K, ctx.bf16, ctx.device.type]
+        path = None
+        if model_dir is not None:
+            # The examples carry the answers' token ids; precision and device change the values.
+            key = content_hash(
+                [content_fingerprint(model_dir), data.anchor, ANCHOR_TOP_K, ctx.bf16, ctx.device.type]
+            )
+            path = home() / "rehearsal" / f"anchor-ref-{key}.safetensors"
+        self.anchor_ref = cached_on_disk(
+            path, compute, TopKReference.to_bytes, TopKReference.from_bytes
         )
-        path = home() / "rehearsal" / f"anchor-ref-{key}.safetensors"
-        if path.is_file():
-            self.anchor_ref = TopKReference.from_bytes(path.read_bytes())
-            return
-        self.anchor_ref = compute()
-        atomic_write_bytes(path, self.anchor_ref.to_bytes())
 
     def step(self, model: Any, batch: ForgetRetainBatch) -> StepOutput:
         """`loss`, plus the anchor KL when the batch carries anchor examples, plus a no-grad retain

@@ -35,12 +35,12 @@ import contextlib
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import astuple
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-import transformers
 from packaging.version import Version
 
 from obliviate.models.lm import Prompt, Sampling, Scored, TokenStats
@@ -58,8 +58,10 @@ _cut, _pick, _row_generators = cut_at_stop, pick_next, row_generators
 
 # transformers 5.24 renamed the KV cache `past_key_values` -> `cache` (forward argument and output
 # field) and drops the old name in 5.40; releases before 5.24 know only the old one.
+# Read from the package metadata: importing transformers here would run before models.load sets
+# the HF offline switches.
 CACHE_ARG = (
-    "cache" if Version(Version(transformers.__version__).base_version) >= Version("5.24")
+    "cache" if Version(Version(version("transformers")).base_version) >= Version("5.24")
     else "past_key_values"
 )
 

@@ -249,20 +249,16 @@ def own_answers(
     cache."""
     from obliviate.evals.suites.base import answer_questions
     from obliviate.models.hf_lm import HFLM
-    from obliviate.paths import atomic_write_text, content_fingerprint, content_hash, home
+    from obliviate.paths import cached_on_disk, content_fingerprint, content_hash, home
 
     def generate() -> list[str]:
         return answer_questions(HFLM(model, tokenizer, name="self"), questions, max_new_tokens)
 
-    if model_dir is None:
-        return generate()
-    key = content_hash([content_fingerprint(model_dir), questions, max_new_tokens])
-    path = home() / "rehearsal" / f"answers-{key}.json"
-    if path.is_file():
-        return list(json.loads(path.read_text("utf-8")))
-    answers = generate()
-    atomic_write_text(path, json.dumps(answers))
-    return answers
+    path = None
+    if model_dir is not None:
+        key = content_hash([content_fingerprint(model_dir), questions, max_new_tokens])
+        path = home() / "rehearsal" / f"answers-{key}.json"
+    return list(cached_on_disk(path, generate, lambda a: json.dumps(a).encode(), json.loads))
 
 
 _REFERENCES: dict[str, TopKReference] = {}
