@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+OVERWRITE_HELP = "replace an earlier obliviate output at --out (never anything else)"
 
 
 def user_errors(fn: F) -> F:
@@ -38,16 +39,24 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except ValidationError as e:
             msgs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-            console.print(f"[red]error:[/red] invalid configuration: {msgs}")
+            error(f"invalid configuration: {msgs}")
         except (UnknownComponentError, ValueError, FileNotFoundError, PermissionError) as e:
-            console.print(f"[red]error:[/red] {e}", highlight=False)
+            error(str(e))
         raise typer.Exit(2)
 
     return wrapper  # type: ignore[return-value]
 
 
+def error(msg: str, label: str = "error", style: str = "red") -> None:
+    """Print a message verbatim: no markup read from it (a path like `runs/[v2]` or a `[row 3]`
+    stays as it is) and no hard wrapping (a long path stays on one line when piped)."""
+    from rich.text import Text
+
+    console.print(Text(f"{label}: ", style=style) + Text(msg), soft_wrap=True, highlight=False)
+
+
 def say(msg: str) -> None:
-    console.print(msg, highlight=False)
+    console.print(msg, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("list")
@@ -75,6 +84,7 @@ def world(
     n_people: int = typer.Option(None, help="override the number of people"),
     n_forget: int = typer.Option(None, help="override the number of forget people"),
     n_holdout: int = typer.Option(None, help="override the number of holdout people"),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
 ) -> None:
     """Build a synthetic world of fictitious people (deterministic from its seed)."""
     from obliviate.data.world import PRESETS, build_and_save
@@ -84,7 +94,7 @@ def world(
     overrides = {k: v for k, v in {"seed": seed, "n_people": n_people, "n_forget": n_forget, "n_holdout": n_holdout}.items() if v is not None}
     cfg = PRESETS[preset].model_copy(update=overrides)
     cfg = type(cfg).model_validate(cfg.model_dump())  # re-validate the overridden values
-    w = build_and_save(cfg, out)
+    w = build_and_save(cfg, out, overwrite=overwrite)
     counts = {s: len(w.facts_in(s)) for s in ("forget", "retain", "neighbour", "holdout")}
     say(f"world {w.name} ({w.content_hash}) -> {out}: facts {counts}, {len(w.passages)} passages, {len(w.general)} general items")
 
@@ -147,13 +157,14 @@ def eval_(
     reference: str = typer.Option(None, help="reference model for the reference-model MIA"),
     guard: list[str] = typer.Option([], help="guard(s) to stack on the model, innermost first"),
     limit: int = typer.Option(None, help="evaluate at most N items per split (quick looks)"),
-    out: Path = typer.Option(None, help="directory for the eval log (eval_log.json)"),
+    out: Path = typer.Option(None, help="directory for the eval log (eval.json), or a .json path"),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
 ) -> None:
     """Run evaluation suites on a model and write a versioned eval log with 95% CIs."""
     from obliviate.evals.run import evaluate
 
     res = evaluate(_model_under_test(model, guard, world_dir), world_dir, suite, oracle=oracle,
-                   reference=reference, out=out, limit=limit)
+                   reference=reference, out=out, limit=limit, overwrite=overwrite)
     for name, agg in sorted(res.log.results.items()):
         ci = f" [{agg.ci95[0]:.3f}, {agg.ci95[1]:.3f}]" if agg.ci95 else ""
         print(f"{name}\t{agg.value:.4f}{ci}")
@@ -173,15 +184,16 @@ def unlearn(
     lora: bool = typer.Option(False, help="train a LoRA adapter instead of all weights"),
     save_adapter: bool = typer.Option(False, help="with --lora: save the adapter, not merged weights"),
     seed: int = typer.Option(0, help="random seed"),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
 ) -> None:
     """Make a model forget the world's forget set; writes a model directory and unlearn_log.json."""
     from obliviate.unlearn import unlearn as run_unlearn
 
     res = run_unlearn(method, model, world_dir, out, config=_parse_sets(set_) or None,
                       train_cfg=_parse_sets(train_set) or None, lora={} if lora else None,
-                      save_adapter=save_adapter, seed=seed)
+                      save_adapter=save_adapter, seed=seed, overwrite=overwrite)
     for w in res.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+        error(w, "warning", "yellow")
     say(f"{method}: {res.steps} steps, {res.tokens / max(res.wall_s, 1e-9):.0f} tokens/s, "
         f"{res.wall_s:.0f} s ({res.stopped}) -> {res.out_dir}")
 
@@ -197,13 +209,15 @@ def audit(
     attacks: str = typer.Option(None, help="attack preset or comma-separated attack names"),
     guard: list[str] = typer.Option([], help="guard(s) to stack on the model, innermost first"),
     seeds: str = typer.Option(None, help="comma-separated seeds, e.g. 0,1,2"),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
 ) -> None:
     """Attack the model and the oracle alike; verdict: forgotten / partially / not forgotten."""
     from obliviate.attacks.audit import audit as run_audit
 
     seed_list = [int(s) for s in seeds.split(",")] if seeds else None
     res = run_audit(_model_under_test(model, guard, world_dir), world_dir, attacks, target=target,
-                    oracle=oracle, seeds=seed_list, out_dir=out, progress=say)
+                    oracle=oracle, seeds=seed_list, out_dir=out, progress=say,
+                    overwrite=overwrite)
     broke = f" (broken by {res.broken_by})" if res.broken_by else ""
     print(f"verdict: {res.verdict}{broke}")
     say(res.detail)
@@ -276,12 +290,19 @@ def copyright(
     model: list[str] = typer.Option(..., help="model(s) to compare: NAME=DIR or DIR (repeatable)"),
     guard: list[str] = typer.Option([], help="guards to stack on the first model, compared separately"),
     out: Path = typer.Option(None, help="write copyright.json here"),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
 ) -> None:
     """The copyright-takedown scenario: CoTaEval similarity, win rates, utility, tokens/s."""
     from obliviate.data.schema import load_world
     from obliviate.evals.run import as_lm
     from obliviate.scenarios.copyright import guarded_systems, run_copyright_scenario
 
+    out_file = None
+    if out:
+        from obliviate.paths import check_out_file
+
+        out_file = check_out_file(out / "copyright.json", keys=("world_hash", "systems"),
+                                  overwrite=overwrite)
     world = load_world(world_dir)
     systems: dict[str, Any] = {}
     for spec in model:
@@ -292,11 +313,11 @@ def copyright(
         systems.update(guarded_systems(as_lm(first), world, guard, base_name=first_name))
     res = run_copyright_scenario(world, systems, progress=say)
     print(res.to_markdown())
-    if out:
+    if out_file:
         from obliviate.paths import atomic_write_text
 
-        atomic_write_text(out / "copyright.json", res.model_dump_json(indent=2))
-        say(f"wrote {out / 'copyright.json'}")
+        atomic_write_text(out_file, res.model_dump_json(indent=2))
+        say(f"wrote {out_file}")
 
 
 @app.command("import-benchmark")
@@ -306,11 +327,12 @@ def import_benchmark(
     path: Path = typer.Argument(..., help="the benchmark's files on disk"),
     out: Path = typer.Option(..., help="world directory to write"),
     opt: list[str] = typer.Option([], "--opt", help="loader option KEY=VALUE (e.g. split=forget10)"),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
 ) -> None:
     """Map a benchmark you already have on disk (JSON/JSONL/parquet/datasets dir) onto a world."""
     from obliviate.data.benchmarks import import_benchmark as run_import
 
-    w = run_import(name, path, out, **_parse_sets(opt))
+    w = run_import(name, path, out, overwrite=overwrite, **_parse_sets(opt))
     counts = {s: len(w.facts_in(s)) for s in ("forget", "retain", "neighbour", "holdout")}
     say(f"{name} -> {out}: facts {counts}, {len(w.passages)} passages, {len(w.general)} general items")
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,24 +83,198 @@ def cached_on_disk(
     return value
 
 
-@contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it is renamed to `final` in one step.
+# ----- outputs: obliviate replaces only what it wrote itself -------------------------------------
+# Every directory obliviate writes carries this marker (JSON: {"kind": ...}); a directory without
+# it is the user's and is never replaced. A marker inside a `.tmp` directory is flock-ed while
+# the directory is being written, so a sweeper can tell a live writer from a killed one.
+MARKER = ".obliviate"
+RESUMABLE = frozenset({"run"})  # kinds whose outputs are written into again, never replaced
+ORPHAN_AGE_S = 3600.0  # a `.tmp` without a marker (older versions) is swept after this long
 
-    A run killed half way leaves only a `.tmp` directory behind, never a half-written `final`.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+# What each kind of output held before outputs carried the marker; such a directory counts as
+# obliviate's own. (name -> (files one of which must be present, every entry allowed))
+_LEGACY: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {
+    "run": (frozenset({"spec.yaml", "stages"}),
+            frozenset({"spec.yaml", "stages", "experiment.json", "report.html", ".lock"})),
+    "world": (frozenset({"world.json"}), frozenset(
+        {"world.json", "facts.jsonl", "passages.jsonl", "multihop.jsonl", "general.jsonl"})),
+    "model": (frozenset({"unlearn_log.json", "finetune_log.json"}), None),
+    "stage": (frozenset({"stage.json"}), None),
+    "export": (frozenset({"obliviate.json"}), None),
+}
+
+
+class OutputExistsError(ValueError):
+    """An output path that obliviate may not write: the message says how to proceed."""
+
+
+def output_kind(path: Path) -> str | None:
+    """The kind of obliviate output directory `path` is (its marker, or the layout an older
+    version wrote), or None when it is not one of obliviate's outputs."""
     try:
+        kind = json.loads((path / MARKER).read_text(encoding="utf-8")).get("kind")
+        return kind if isinstance(kind, str) else None
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        names = {p.name for p in path.iterdir()}
+    except OSError:
+        return None
+    for kind, (signature, allowed) in _LEGACY.items():
+        if names & signature and (allowed is None or names <= allowed):
+            return kind
+    return None
+
+
+def check_out_dir(
+    out: str | Path, kind: str, *, overwrite: bool = False, inputs: Sequence[str | Path] = ()
+) -> Path:
+    """Refuse, before any work, an output directory obliviate may not write; return it resolved.
+
+    Writable: a new path, an empty directory, or an earlier obliviate output of the same `kind`
+    (with `overwrite`, or always for resumable kinds). Never the current directory or one
+    holding it, and never a directory that is or holds one of `inputs`.
+    """
+    path = Path(out).expanduser().resolve()
+    how = "choose a new path"
+    cwd = Path.cwd().resolve()
+    if kind not in RESUMABLE and (path == cwd or path in cwd.parents):  # replaced, not written in
+        raise OutputExistsError(f"{out} is the current directory or holds it: {how}")
+    for i in inputs:
+        ip = Path(i).expanduser().resolve()
+        if path == ip or path in ip.parents:
+            raise OutputExistsError(f"{out} would replace the input {i}: {how}")
+    if not path.exists() and not path.is_symlink():
+        return path
+    if not path.is_dir():
+        raise OutputExistsError(f"{out} exists and is not a directory: {how}")
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries:
+        return path
+    have = output_kind(path)
+    if have == kind:
+        if overwrite or kind in RESUMABLE:
+            return path
+        raise OutputExistsError(
+            f"{out} holds an earlier obliviate {kind} output: choose a new path, or pass "
+            "--overwrite to replace it"
+        )
+    what = f"an obliviate {have}, not an obliviate {kind}" if have else f"not an obliviate {kind}"
+    raise OutputExistsError(
+        f"{out} exists and is {what} (it holds {', '.join(entries[:3])}"
+        f"{', ...' if len(entries) > 3 else ''}): {how}; --overwrite only ever replaces "
+        f"obliviate's own {kind} outputs"
+    )
+
+
+def check_out_file(
+    out: str | Path, *, keys: Sequence[str], overwrite: bool = False
+) -> Path:
+    """Refuse, before any work, an output file obliviate may not write: an existing file is
+    replaced only with `overwrite` and only when it is obliviate's (a JSON object with `keys`).
+    Creates the parent directory, so an unwritable place fails now, not after the work."""
+    path = Path(out).expanduser()
+    if path.is_dir() or (path.exists() and not path.is_file()):
+        raise OutputExistsError(f"{out} exists and is not a file: choose a new path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputExistsError(
+            f"cannot create the output directory {path.parent} ({e.strerror}): choose a new path"
+        ) from None
+    if not os.access(path.parent, os.W_OK):
+        raise OutputExistsError(f"{path.parent} is not writable: choose a new path")
+    if path.exists():
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+            ours = isinstance(obj, dict) and all(k in obj for k in keys)
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            raise OutputExistsError(
+                f"{out} exists and was not written by obliviate: choose a new path"
+            )
+        if not overwrite:
+            raise OutputExistsError(
+                f"{out} exists (an earlier obliviate output): choose a new path, or pass "
+                "--overwrite to replace it"
+            )
+    return path
+
+
+def claim_dir(out: str | Path, kind: str) -> Path:
+    """Make `out` (checked with `check_out_dir`) an obliviate output of `kind` written in place."""
+    path = check_out_dir(out, kind)
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / MARKER).is_file():
+        atomic_write_text(path / MARKER, json.dumps({"kind": kind}) + "\n")
+    return path
+
+
+def sweep_orphans(parent: Path) -> list[Path]:
+    """Remove the `.tmp` directories that killed writers left in `parent`: those whose marker is
+    not locked (its writer is dead), and markerless ones of older versions once stale."""
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in parent.iterdir() if p.name.startswith(".")
+                      and p.name.endswith(".tmp") and p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return removed
+    for p in candidates:
+        try:
+            if (p / MARKER).is_file():
+                with open(p / MARKER, "rb") as fh:
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # a live writer
+            elif not (_LEGACY_TMP.fullmatch(p.name) and _only_output_files(p)
+                      and time.time() - p.stat().st_mtime > ORPHAN_AGE_S):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+_LEGACY_TMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # tempfile.mkdtemp's names
+
+
+def _only_output_files(d: Path) -> bool:
+    return all(p.is_file() and p.suffix in (*_MODEL_FILE_SUFFIXES, ".jsonl") for p in d.iterdir())
+
+
+@contextmanager
+def atomic_dir(final: Path, kind: str, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces `final` in one step.
+
+    `final` must be writable by `check_out_dir(final, kind, overwrite=...)`, checked before
+    and again just before the swap. A run killed half way leaves only a `.tmp` directory
+    behind, never a half-written `final`, and the next write into the same parent sweeps it.
+    """
+    final = check_out_dir(final, kind, overwrite=overwrite)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    sweep_orphans(final.parent)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    lock = open(tmp / MARKER, "a+", encoding="utf-8")  # noqa: SIM115 (held until the swap)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.write(json.dumps({"kind": kind}) + "\n")
+        lock.flush()
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700 directories
-        if final.exists():
+        check_out_dir(final, kind, overwrite=overwrite)
+        if final.is_dir() and any(final.iterdir()):
             shutil.rmtree(final)
+        elif final.is_dir():
+            final.rmdir()
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        lock.close()
 
 
 # Files that describe a model (weights, config, tokenizer, chat template); run logs and other

@@ -199,6 +199,7 @@ def unlearn(
     lora: LoraSettings | Mapping[str, Any] | None = None,
     save_adapter: bool = False,
     seed: int = 0,
+    overwrite: bool = False,
     collapse_factor: float = 3.0,
     stop_on_collapse: bool = False,
     monitor_every: int = 5,
@@ -210,7 +211,8 @@ def unlearn(
     config: the method's settings (its pydantic Config, or a mapping of overrides).
     train_cfg: a full `TrainConfig`, or a mapping of overrides on the method's tuned defaults.
     lora: train LoRA adapters instead of full weights; merged into the saved model unless
-        `save_adapter`. collapse_factor: warn when retain NLL exceeds this multiple of its start
+        `save_adapter`. overwrite: replace an earlier obliviate model at `out_dir` (a directory
+        obliviate did not write is never replaced). collapse_factor: warn when retain NLL exceeds this multiple of its start
         (and stop there if `stop_on_collapse`). monitor_every: for methods that do not train on
         retain data, measure retain NLL every this many steps (0: never). callbacks: extra loop
         callbacks `(step, row) -> reason to stop | None`, e.g. a progress bar.
@@ -218,6 +220,7 @@ def unlearn(
     from obliviate.methods.batches import anchor_examples, batch_source, build_data
     from obliviate.methods.saliency import apply_mask, compute_mask
     from obliviate.models.load import LoadedModel, load_model, save_model
+    from obliviate.paths import check_out_dir
     from obliviate.train.lora import apply_lora, merge_lora
 
     m = make_method(method, config)
@@ -233,6 +236,8 @@ def unlearn(
             "uld saves a target + assistant pair; it cannot be saved as an adapter"
         )
     _check_inputs(m, w, tcfg)
+    inputs = [p for p in (model, world) if isinstance(p, str | Path) and Path(p).exists()]
+    check_out_dir(out_dir, "model", overwrite=overwrite, inputs=inputs)
 
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     out = Path(out_dir)
@@ -295,9 +300,6 @@ def unlearn(
     final = m.finalize(result_model(trained), base_model)
     if lora_cfg is not None and not save_adapter:
         final = merge_lora(final)
-    save_model(
-        LoadedModel(final, loaded.tokenizer, loaded.source, loaded.path), loaded.tokenizer, out
-    )
 
     res = UnlearnResult(
         out_dir=out,
@@ -353,7 +355,13 @@ def unlearn(
         },
         notes=[f"stopped: {res.stopped}", f"device: {device}, bf16: {ctx.bf16}", *res.warnings],
     )
-    log.save(out / LOG_FILE)
+    save_model(
+        LoadedModel(final, loaded.tokenizer, loaded.source, loaded.path),
+        loaded.tokenizer,
+        out,
+        overwrite=overwrite,
+        files={LOG_FILE: log.model_dump_json(indent=1) + "\n"},
+    )
     return res
 
 

@@ -237,7 +237,10 @@ def test_build_and_save_is_idempotent(tmp_path: Path) -> None:
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
     assert load_world(out).content_hash == world_hash(QUICKSTART)
     other = QUICKSTART.model_copy(update={"seed": 7})
-    build_and_save(other, out)
+    with pytest.raises(ValueError, match="--overwrite"):  # another world: only when asked
+        build_and_save(other, out)
+    assert load_world(out).content_hash == world_hash(QUICKSTART)
+    build_and_save(other, out, overwrite=True)
     assert load_world(out).content_hash == world_hash(other)
 
 

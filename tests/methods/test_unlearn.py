@@ -79,7 +79,7 @@ def test_bad_train_config_and_mask_with_weight_decay(tiny_model_dir, tiny_world,
 
 
 def test_refuses_to_overwrite_the_source(tiny_model_dir, tiny_world) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(MethodConfigError, match="overwrite the source"):
+    with pytest.raises(ValueError, match="would replace the input"):
         unlearn("grad_ascent", tiny_model_dir, tiny_world, tiny_model_dir, train_cfg=FAST)
 
 

@@ -262,13 +262,15 @@ def _setup(world: Any, attacks: Any, config: Any, seeds: Any) -> tuple[AuditConf
 def audit(model: LM | str | Path, world: World | str | Path | None = None, attacks: Any = None, *,
           target: LM | str | Path, oracle: LM | str | Path, config: AuditConfig | Mapping[str, Any] | None = None,
           seeds: Sequence[int] | None = None, control: str | Path | None = None, out_dir: str | Path | None = None,
-          out: str | Path | None = None, progress: Callable[[str], None] | None = None) -> AuditResult:
+          out: str | Path | None = None, progress: Callable[[str], None] | None = None,
+          overwrite: bool = False) -> AuditResult:
     """Audit `model` (a model directory or an LM, e.g. a guard) against the oracle control.
 
     `attacks`: "default" (every attack, default grids), "quick", or a list / mapping (see
     `resolve_attacks`). `control`: an attack log of the oracle from `attack_model` with the same
     attacks (else the oracle is attacked here; cached for oracle directories). The audit log goes
-    to `out` (a .json path) or `out_dir/audit.json`. Raises `AuditError` when the target does not
+    to `out` (a .json path) or `out_dir/audit.json` (an existing one replaced only with
+    `overwrite`, and only if obliviate wrote it). Raises `AuditError` when the target does not
     know the probed facts better than the oracle (nothing to forget; recovery undefined).
     """
     from obliviate.evals.run import as_lm
@@ -277,6 +279,12 @@ def audit(model: LM | str | Path, world: World | str | Path | None = None, attac
         raise ValueError("audit needs the world (its directory or a loaded World)")
     t0 = time.perf_counter()
     cfg, w, atks = _setup(world, attacks, config, seeds)
+    path = Path(out) if out is not None else (Path(out_dir) / AUDIT_LOG_NAME if out_dir is not None else None)
+    if path is not None:
+        from obliviate.paths import check_out_file
+
+        path = check_out_file(path if path.suffix == ".json" else path / AUDIT_LOG_NAME,
+                              keys=("kind", "results"), overwrite=overwrite)
     lm, tlm, olm = as_lm(model), as_lm(target), as_lm(oracle)
     ctx = make_context(w, atks, cfg, tlm, progress)
     probes = [f.id for f in ctx.probes]
@@ -315,7 +323,6 @@ def audit(model: LM | str | Path, world: World | str | Path | None = None, attac
                          wall_s=time.perf_counter() - t0)
     inputs = _inputs(w, ctx, result.model, cfg) | {"target": _describe(target, tlm), "oracle": _describe(oracle, olm)}
     log = audit_log(result, mres, ores, ref_t, ref_o, inputs, notes)
-    path = Path(out) if out is not None else (Path(out_dir) / AUDIT_LOG_NAME if out_dir is not None else None)
     if path is not None:
-        result.log_path = str(log.save(path if path.suffix == ".json" else path / AUDIT_LOG_NAME))
+        result.log_path = str(log.save(path))
     return result

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from obliviate.data.schema import MCQ, Fact, GeneralItem, Passage, Split, World
-from obliviate.paths import atomic_dir, content_hash
+from obliviate.paths import atomic_dir, check_out_dir, content_hash
 
 MANIFEST = "obliviate.json"
 EXPORT_VERSION = 1
@@ -60,11 +60,8 @@ def _open_dir(tmp: Path) -> None:
 
 
 def _prepare(out_dir: str | Path) -> Path:
-    out = Path(out_dir)
-    # atomic_dir replaces the whole directory: refuse anything that is not a previous export.
-    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise ValueError(f"{out} exists and is not an obliviate export: choose an empty directory")
-    return out
+    # A previous export is replaced; anything else that exists is refused, before any work.
+    return check_out_dir(out_dir, "export", overwrite=True)
 
 
 def _manifest(world: World, fmt: str, passages: dict[str, list[Passage]]) -> str:
@@ -113,7 +110,7 @@ def _tofu_general(g: GeneralItem) -> dict[str, Any]:
 def export_tofu(world: World, out_dir: str | Path) -> Path:
     """Write `world` in TOFU's layout (see module docstring); replaces a previous export."""
     out = _prepare(out_dir)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "export", overwrite=True) as tmp:
         _open_dir(tmp)
         for fname, splits in TOFU_FILES.items():
             rows = [_tofu_fact(f) for f in world.facts_in(*splits)]
@@ -239,7 +236,7 @@ def export_muse(world: World, out_dir: str | Path) -> Path:
     for k, ps in raw.items():
         files[f"raw/{k}.json"] = _dump_json([p.text for p in ps])
         files[f"raw/{k}.txt"] = "\n\n".join(p.text for p in ps)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "export", overwrite=True) as tmp:
         _open_dir(tmp)
         for rel, text in files.items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -170,18 +170,19 @@ WORLD_FILES: dict[str, type[Record]] = {
 }
 
 
-def save_world(world: World, directory: Path) -> Path:
-    """Write a world directory (manifest last, so a half-written directory is never 'valid')."""
-    from obliviate.paths import atomic_write_text
+def save_world(world: World, directory: Path, *, overwrite: bool = False) -> Path:
+    """Write a world directory in one atomic step: a new directory, an empty one, or (with
+    `overwrite`) an earlier obliviate world; a killed write leaves the old world whole."""
+    from obliviate.paths import atomic_dir
 
-    directory.mkdir(parents=True, exist_ok=True)
-    write_jsonl(directory / "facts.jsonl", world.facts)
-    write_jsonl(directory / "passages.jsonl", world.passages)
-    write_jsonl(directory / "multihop.jsonl", world.multihop)
-    write_jsonl(directory / "general.jsonl", world.general)
-    manifest = {"name": world.name, "content_hash": world.content_hash, "config": world.config}
-    atomic_write_text(directory / "world.json", json.dumps(manifest, indent=2, sort_keys=True))
-    return directory
+    with atomic_dir(directory, "world", overwrite=overwrite) as tmp:
+        write_jsonl(tmp / "facts.jsonl", world.facts)
+        write_jsonl(tmp / "passages.jsonl", world.passages)
+        write_jsonl(tmp / "multihop.jsonl", world.multihop)
+        write_jsonl(tmp / "general.jsonl", world.general)
+        manifest = {"name": world.name, "content_hash": world.content_hash, "config": world.config}
+        (tmp / "world.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return Path(directory)
 
 
 def load_world(directory: str | Path) -> World:

@@ -381,26 +381,25 @@ def build_world(cfg: WorldConfig) -> World:
     )
 
 
-def build_and_save(cfg: WorldConfig, out_dir: str | Path) -> World:
+def build_and_save(cfg: WorldConfig, out_dir: str | Path, *, overwrite: bool = False) -> World:
     """Build and write a world directory and return the world; if the directory already holds
-    this world (same content hash), load it instead of rewriting anything.
-
-    The old manifest is removed before any file is rewritten and the new one written last, so
-    a run killed half way leaves a directory that `load_world` refuses, never a mixed one.
+    this world (same content hash), load it instead of rewriting anything. Another obliviate
+    world there is replaced only with `overwrite` (in one atomic step); anything else, never.
     """
+    from obliviate.paths import check_out_dir
+
     out = Path(out_dir)
     manifest = out / "world.json"
-    want = world_hash(cfg)
-    if manifest.is_file():
+    if manifest.is_file():  # reading only: the same world there is used as it is
         try:
             have = json.loads(manifest.read_text(encoding="utf-8")).get("content_hash")
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             have = None
-        if have == want:
+        if have == world_hash(cfg):
             return load_world(out)
-        manifest.unlink()
+    check_out_dir(out, "world", overwrite=overwrite)
     world = build_world(cfg)
-    save_world(world, out)
+    save_world(world, out, overwrite=overwrite)
     return world
 
 

@@ -84,10 +84,12 @@ def evaluate(
     out: str | Path | None = None,
     suite_args: Mapping[str, Mapping[str, Any]] | None = None,
     limit: int | None = None,
+    overwrite: bool = False,
 ) -> EvalResult:
     """Run `suites` on `model` over `world` and return (and with `out`, write) the eval log.
 
-    `out` is a directory (the log goes to `out/eval.json`) or a path ending in `.json`.
+    `out` is a directory (the log goes to `out/eval.json`) or a path ending in `.json`; an
+    existing log there is replaced only with `overwrite` (and only if obliviate wrote it).
     `suite_args[name]` are keyword options of that suite; `limit` caps items per split in
     every suite (quick runs). Suites that compare against the oracle fail before any model
     work if `oracle` is missing.
@@ -103,6 +105,13 @@ def evaluate(
             f"suite(s) {need} compare against the oracle (the model fine-tuned on retain data only): "
             "pass oracle=… / --oracle DIR, or drop them"
         )
+    log_path = None
+    if out is not None:
+        from obliviate.paths import check_out_file
+
+        path = Path(out)
+        path = path if path.suffix == ".json" else path / EVAL_LOG_NAME
+        log_path = check_out_file(path, keys=("kind", "results"), overwrite=overwrite)
     w = world if isinstance(world, World) else load_world(world)
     t0 = time.perf_counter()
     lm = as_lm(model)
@@ -146,7 +155,6 @@ def evaluate(
         if hasattr(lm, c):
             perf[c] = float(getattr(lm, c))
     log.perf = perf
-    if out is not None:
-        path = Path(out)
-        result.path = log.save(path if path.suffix == ".json" else path / EVAL_LOG_NAME)
+    if log_path is not None:
+        result.path = log.save(log_path)
     return result

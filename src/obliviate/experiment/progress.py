@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rich.markup import escape
+
 from obliviate.experiment.stages import NullReporter, Reporter, Stage
 
 
@@ -52,7 +54,8 @@ class RichReporter:
         self.progress.update(self._overall, completed=index, total=total)
         if self._current is not None:
             self.progress.remove_task(self._current)
-        self._current = None if cached else self.progress.add_task(f"  {stage.name}", total=None)
+        name = escape(stage.name)  # labels and messages are the user's text, not markup
+        self._current = None if cached else self.progress.add_task(f"  {name}", total=None)
 
     def stage_end(self, stage: Stage, wall_s: float, cached: bool) -> None:
         if self._current is not None:
@@ -65,10 +68,10 @@ class RichReporter:
             if cached
             else f"done in {wall_s:.1f} s"
         )
-        self.console.print(f"  [green]✓[/green] {stage.name}: {how}", highlight=False)
+        self.console.print(f"  [green]✓[/green] {escape(stage.name)}: {how}", highlight=False)
 
     def message(self, text: str) -> None:
-        self.console.print(f"    [dim]{text}[/dim]", highlight=False)
+        self.console.print(f"    [dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True)
 
     def advance(self, done: float, total: float | None, what: str = "") -> None:
         if self._current is not None:

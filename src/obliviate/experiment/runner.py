@@ -209,14 +209,17 @@ def run_experiment(
 ) -> ExperimentResult:
     """Run (or resume) an experiment into `out_dir` and return where its report and log are.
 
-    Stages whose outputs already exist in `out_dir` are loaded, not recomputed. `store=True`
+    Stages whose outputs already exist in `out_dir` are loaded, not recomputed. `out_dir` must
+    be new, empty or an earlier run's directory (never a directory of the user's). `store=True`
     indexes the run in `$OBLIVIATE_HOME/runs.sqlite`; pass a `Store` to use another, or False.
     Raises `ExperimentSpecError` / `UnknownComponentError` / `FileNotFoundError` for bad input
     (before any work), `StageUnavailableError` if the experiment needs an uninstalled part.
     """
+    from obliviate.paths import check_out_dir, claim_dir
     from obliviate.store import Store, run_id_for
 
     t0 = time.perf_counter()
+    check_out_dir(out_dir, "run")  # before any work: never a directory of the user's
     spec = load_spec(spec)
     validate_components(spec)
     the_plan = plan(spec)
@@ -224,6 +227,7 @@ def run_experiment(
     from obliviate.experiment.stages import check_available
 
     check_available(the_plan.stages)
+    claim_dir(out, "run")
     db = Store() if store is True else (store or None)
     run_id = run_id_for(spec.name, out)
     if reporter is None:

@@ -298,7 +298,7 @@ class Engine:
         )
         final = self.stage_dir(stage)
         t0 = time.perf_counter()
-        with atomic_dir(final) as tmp:
+        with atomic_dir(final, "stage", overwrite=True) as tmp:  # OUT/stages is the run's own
             data = kind.fn(stage, ctx, tmp)
             wall = time.perf_counter() - t0
             manifest = {

@@ -91,7 +91,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
         del cfg.quantization_config
     plain = AutoModelForCausalLM.from_config(cfg)
     plain.load_state_dict(quant.state_dict(), strict=True)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "model", overwrite=True) as tmp:  # a cache directory of ours
         plain.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
     return out_dir
@@ -186,15 +186,26 @@ def _prepare(model: Any, tok: Any) -> Any:
     return model.eval()
 
 
-def save_model(loaded: LoadedModel | Any, tokenizer: Any, out_dir: Path) -> Path:
-    """Save model + tokenizer atomically to a new directory (never over the source model)."""
+def save_model(
+    loaded: LoadedModel | Any,
+    tokenizer: Any,
+    out_dir: Path,
+    *,
+    overwrite: bool = False,
+    files: dict[str, str] | None = None,
+) -> Path:
+    """Save model + tokenizer atomically to a new directory (never over the source model, and
+    over an earlier obliviate model only with `overwrite`). `files` (name -> text, e.g. the run
+    log) are written inside the same atomic step, so the weights never appear without them."""
     from obliviate.paths import atomic_dir
 
     model = loaded.model if isinstance(loaded, LoadedModel) else loaded
     out_dir = Path(out_dir)
     if isinstance(loaded, LoadedModel) and out_dir.resolve() == loaded.path.resolve():
         raise ModelLoadError(f"refusing to overwrite the source model directory {out_dir}; choose a new --out")
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "model", overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
     return out_dir

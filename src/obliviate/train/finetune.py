@@ -292,7 +292,6 @@ def finetune(
 ) -> tuple[Path, TrainResult]:
     """Fine-tune `base` on the world's data for `role` and save it (atomically) to `out_dir`."""
     from obliviate.models.load import load_model, save_model
-    from obliviate.paths import atomic_write_text
     from obliviate.train.lora import apply_lora, merge_lora
 
     loaded = load_model(base)
@@ -318,7 +317,6 @@ def finetune(
     # Under a multi-process launch each rank takes its own share of every epoch's batches.
     result = train(model, rank_shard(source), finetune_step(len(examples), cfg, ref), cfg.train)
     model = merge_lora(model)
-    save_model(model, tok, out_dir)
     log = {
         "kind": "finetune",
         "role": role,
@@ -333,7 +331,9 @@ def finetune(
         "tokens_per_s": result.tokens_per_s,
         "curve": result.curve,
     }
-    atomic_write_text(out_dir / "finetune_log.json", json.dumps(log, indent=2))
+    # The log inside the same atomic step as the weights: its presence marks a finished model.
+    files = {"finetune_log.json": json.dumps(log, indent=2)}
+    save_model(model, tok, out_dir, overwrite=True, files=files)
     return out_dir, result
 
 

@@ -230,7 +230,8 @@ class Trainer(Generic[B]):
         # Collective under FSDP / ZeRO-3 (gathers shards): every rank calls it, one rank writes.
         state = acc.get_state_dict(model)
         if acc.is_main_process:
-            with atomic_dir(self.checkpoint_dir / f"step-{step:06d}") as tmp:
+            step_dir = self.checkpoint_dir / f"step-{step:06d}"
+            with atomic_dir(step_dir, "checkpoint", overwrite=True) as tmp:
                 acc.unwrap_model(model).save_pretrained(tmp, state_dict=state, safe_serialization=True)
         acc.wait_for_everyone()
 

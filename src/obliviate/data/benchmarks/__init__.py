@@ -46,10 +46,16 @@ def load_benchmark(name: str, path: str | Path, **opts: Any) -> World:
     return world
 
 
-def import_benchmark(name: str, path: str | Path, out_world_dir: str | Path, **opts: Any) -> World:
-    """`load_benchmark`, then write the result as a world directory (what `--world` takes)."""
+def import_benchmark(
+    name: str, path: str | Path, out_world_dir: str | Path, *, overwrite: bool = False, **opts: Any
+) -> World:
+    """`load_benchmark`, then write the result as a world directory (what `--world` takes) in
+    one atomic step; an earlier obliviate world there is replaced only with `overwrite`."""
+    from obliviate.paths import check_out_dir
+
+    check_out_dir(out_world_dir, "world", overwrite=overwrite, inputs=[path])
     world = load_benchmark(name, path, **opts)
-    save_world(world, Path(out_world_dir))
+    save_world(world, Path(out_world_dir), overwrite=overwrite)
     return world
 
 
